@@ -1,0 +1,153 @@
+"""The lab's processes as plain data: how each one is started and how its health is read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rollout.lab.certs import PKI
+from rollout.lab.layout import Layout, Ports
+from rollout.toolchain import Toolchain
+
+SERVICE_CIDR = "10.96.0.0/16"
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: list[str]
+    port: int
+    health_url: str
+    # "plain" (no TLS), "insecure" (self-signed serving cert, anonymous) or "client" (admin cert)
+    health_auth: str = "plain"
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def etcd(tools: Toolchain, layout: Layout, ports: Ports) -> Component:
+    client = f"http://127.0.0.1:{ports.etcd_client}"
+    peer = f"http://127.0.0.1:{ports.etcd_peer}"
+    return Component(
+        name="etcd",
+        argv=[
+            str(tools.etcd), "--name=lab", f"--data-dir={layout.etcd_data}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=lab={peer}",
+            # A throwaway lab does not need fsync; it makes every pulumi up noticeably faster.
+            "--unsafe-no-fsync=true", "--log-level=warn",
+        ],
+        port=ports.etcd_client,
+        health_url=f"{client}/health",
+    )
+
+
+def kube_apiserver(tools: Toolchain, layout: Layout, ports: Ports, pki: PKI) -> Component:
+    return Component(
+        name="kube-apiserver",
+        argv=[
+            str(tools.kube_apiserver),
+            f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={ports.apiserver}", f"--cert-dir={layout.certs}",
+            f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--service-account-issuer={SA_ISSUER}", f"--api-audiences={SA_ISSUER}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=RBAC", "--allow-privileged=true",
+            # No kubelets or network here: nothing could serve the `kubernetes` endpoints.
+            "--endpoint-reconciler-type=none",
+            "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
+        ],
+        port=ports.apiserver,
+        health_url=f"https://127.0.0.1:{ports.apiserver}/readyz",
+        health_auth="client",
+    )
+
+
+def _client_flags(layout: Layout) -> list[str]:
+    kubeconfig = str(layout.kubeconfig)
+    return [
+        f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
+        "--leader-elect=false", "--profiling=false",
+    ]
+
+
+def kube_controller_manager(tools: Toolchain, layout: Layout, ports: Ports, pki: PKI) -> Component:
+    return Component(
+        name="kube-controller-manager",
+        argv=[
+            str(tools.kube_controller_manager), *_client_flags(layout),
+            f"--secure-port={ports.controller_manager}",
+            f"--cert-dir={layout.certs / 'controller-manager'}",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--use-service-account-credentials=false",
+            # Fake nodes never run kubelets; don't evict their pods or wait on cloud routes.
+            "--controllers=*,-nodelifecycle,-cloud-node-lifecycle,-route,-service",
+        ],
+        port=ports.controller_manager,
+        health_url=f"https://127.0.0.1:{ports.controller_manager}/healthz",
+        health_auth="insecure",
+    )
+
+
+def kube_scheduler(tools: Toolchain, layout: Layout, ports: Ports) -> Component:
+    return Component(
+        name="kube-scheduler",
+        argv=[
+            str(tools.kube_scheduler), *_client_flags(layout),
+            f"--secure-port={ports.scheduler}", f"--cert-dir={layout.certs / 'scheduler'}",
+        ],
+        port=ports.scheduler,
+        health_url=f"https://127.0.0.1:{ports.scheduler}/healthz",
+        health_auth="insecure",
+    )
+
+
+def kwok(tools: Toolchain, layout: Layout, ports: Ports) -> Component:
+    return Component(
+        name="kwok",
+        argv=[
+            str(tools.kwok), f"--kubeconfig={layout.kubeconfig}",
+            f"--config={layout.root / 'kwok.yaml'}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=127.0.0.1", "--cidr=10.244.0.1/16",
+            f"--server-address=127.0.0.1:{ports.kwok}",
+        ],
+        port=ports.kwok,
+        health_url=f"http://127.0.0.1:{ports.kwok}/healthz",
+    )
+
+
+def prometheus(binary: Path, layout: Layout, ports: Ports) -> Component:
+    return Component(
+        name="prometheus",
+        argv=[
+            str(binary), f"--config.file={layout.prometheus / 'prometheus.yml'}",
+            f"--storage.tsdb.path={layout.prometheus / 'data'}",
+            f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+            "--storage.tsdb.retention.time=2d", "--web.enable-lifecycle",
+        ],
+        port=ports.prometheus,
+        health_url=f"http://127.0.0.1:{ports.prometheus}/-/ready",
+    )
+
+
+def prometheus_config(layout: Layout, ports: Ports) -> str:
+    """Scrapes itself and every file_sd target list the lab (or a test) drops in targets/."""
+    return (
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: prometheus\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{ports.prometheus}']}}]\n"
+        "  - job_name: lab\n"
+        "    file_sd_configs:\n"
+        f"      - files: ['{layout.scrape_targets}/*.json']\n"
+        "        refresh_interval: 1s\n"
+    )
