@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -23,7 +23,7 @@ console = Console(stderr=True)
 out = Console()
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     text = "text"
     json = "json"
 

@@ -18,7 +18,8 @@ def read_versions(path: Path | None = None) -> dict[str, str]:
     path = path or project_root() / "toolchain" / "versions.env"
     if not path.exists():
         raise ToolchainError(
-            f"{path} is missing", hint="run from a checkout of the project or set CANARY_PROJECT_DIR"
+            f"{path} is missing",
+            hint="run from a checkout of the project or set CANARY_PROJECT_DIR",
         )
     versions: dict[str, str] = {}
     for line in path.read_text().splitlines():
@@ -61,7 +62,7 @@ def locate(versions: dict[str, str] | None = None) -> Toolchain:
     k8s = tools / f"kubernetes-{v['KUBERNETES_VERSION']}"
     prometheus = shutil.which("prometheus")
     return Toolchain(
-        pulumi=tools / f"pulumi-{v['PULUMI_VERSION']}" / "pulumi",
+        pulumi=tools / f"pulumi-{v['PULUMI_VERSION']}" / "bin" / "pulumi",
         provider=tools / f"kubernetes-provider-{v['PULUMI_KUBERNETES_VERSION']}"
         / "pulumi-resource-kubernetes",
         provider_version=v["PULUMI_KUBERNETES_VERSION"],
@@ -127,6 +128,7 @@ def pulumi_environment(tools: Toolchain, *, pulumi_home: Path, backend_dir: Path
         "PULUMI_BACKEND_URL": os.environ.get("PULUMI_BACKEND_URL", f"file://{backend_dir}"),
         "PATH": os.pathsep.join([*bin_dirs, os.environ.get("PATH", "")]),
     }
-    if "PULUMI_CONFIG_PASSPHRASE" not in os.environ and "PULUMI_CONFIG_PASSPHRASE_FILE" not in os.environ:
+    user_secrets = {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"} & set(os.environ)
+    if not user_secrets:
         env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(pulumi_home / "passphrase")
     return env

@@ -63,7 +63,9 @@ def install_crds(api: client.ApiClient, docs: list[dict[str, Any]]) -> list[str]
             ext.create_custom_resource_definition(doc)
         except ApiException as err:
             if err.status != 409:
-                raise LabError(f"the API server refused CRD {name}: {err.reason} {err.body}") from err
+                raise LabError(
+                    f"the API server refused CRD {name}: {err.reason} {err.body}"
+                ) from err
             current = ext.read_custom_resource_definition(name)
             doc = {**doc, "metadata": {**doc["metadata"],
                                        "resourceVersion": current.metadata.resource_version}}
@@ -99,7 +101,9 @@ def wait_default_service_account(api: client.ApiClient, timeout: float = 60) -> 
             if err.status != 404:
                 raise
         time.sleep(0.3)
-    raise LabError("the default ServiceAccount never appeared (is kube-controller-manager running?)")
+    raise LabError(
+        "the default ServiceAccount never appeared (is kube-controller-manager running?)"
+    )
 
 
 def nodes_ready(api: client.ApiClient) -> list[str]:

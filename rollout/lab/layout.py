@@ -54,7 +54,7 @@ def ports_from_env() -> Ports:
     if not 1024 <= base <= 64000:
         raise InvalidInput(
             f"CANARY_LAB_PORT_BASE={raw!r} is not a port base between 1024 and 64000",
-            hint="unset it to use 16000, or pick another base whose ports base+90..base+443 are free",
+            hint="unset it to use 16000, or pick a base whose ports base+90..base+443 are free",
         )
     return Ports(base)
 

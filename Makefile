@@ -1,0 +1,48 @@
+# The two commands a fresh machine needs: `make demo` and `make test` (see README.md).
+# Everything else here is what those two build on.
+SHELL := /bin/bash
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit lab-test bootstrap system-deps toolchain lab-up lab-down bench
+
+demo: bootstrap
+	$(VENV)/bin/rollout demo
+
+test: bootstrap lint
+	$(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -m "not lab"
+
+lab-test: bootstrap
+	$(VENV)/bin/pytest -m lab
+
+bootstrap: $(STAMP) system-deps toolchain
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+system-deps:
+	@command -v prometheus >/dev/null || { \
+	  echo "installing prometheus from Debian's packages"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends prometheus; }
+
+toolchain:
+	toolchain/build
+
+lab-up: bootstrap
+	$(VENV)/bin/rollout lab up
+
+lab-down: $(STAMP)
+	$(VENV)/bin/rollout lab down
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench.judges

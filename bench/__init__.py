@@ -1,0 +1,1 @@
+"""Benchmarks that need no cluster: simulated traffic fed to the real judges."""

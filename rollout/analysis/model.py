@@ -1,0 +1,213 @@
+"""Analysis configuration as users write it: metrics, judge and metric provider."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from rollout.errors import InvalidInput
+
+from .values import check_variable, parse_duration
+
+Direction = Literal["higher-is-worse", "lower-is-worse", "either"]
+
+BUILTIN_METRICS = ("request-success-rate", "request-duration")
+BUILTIN_DIRECTIONS: dict[str, Direction] = {
+    "request-success-rate": "lower-is-worse",
+    "request-duration": "higher-is-worse",
+}
+
+
+def _duration(text: str) -> str:
+    try:
+        parse_duration(text)
+    except InvalidInput as exc:
+        raise _value_error(exc) from None
+    return text
+
+
+def _value_error(exc: InvalidInput) -> ValueError:
+    return ValueError(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+MetricName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ThresholdRange(_Spec):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdRange:
+        if self.min is None and self.max is None:
+            raise ValueError("set min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class MetricSpec(_Spec):
+    name: MetricName
+    query: str | None = None
+    template_ref: str | None = None
+    threshold_range: ThresholdRange | None = None
+    interval: Duration | None = None
+    direction: Direction | None = None
+    critical: bool = False
+    weight: float = Field(default=1.0, gt=0)
+    min_effect: float | None = Field(default=None, ge=0)
+    on_no_data: Literal["fail", "ignore"] = "fail"
+    on_error: Literal["fail"] = "fail"
+    variables: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("variables")
+    @classmethod
+    def _safe_variables(cls, variables: dict[str, str]) -> dict[str, str]:
+        for name, value in variables.items():
+            try:
+                check_variable(name, value)
+            except InvalidInput as exc:
+                raise _value_error(exc) from None
+        return variables
+
+    @model_validator(mode="after")
+    def _has_a_query(self) -> MetricSpec:
+        if self.query is not None and self.template_ref is not None:
+            raise ValueError(f"metric {self.name!r} sets both query and templateRef; keep one")
+        if self.query is None and self.template_ref is None and not self.builtin:
+            raise ValueError(
+                f"metric {self.name!r} needs a query or a templateRef "
+                f"(only {', '.join(BUILTIN_METRICS)} are built in)"
+            )
+        return self
+
+    @property
+    def builtin(self) -> bool:
+        return self.name in BUILTIN_METRICS and self.query is None and self.template_ref is None
+
+    @property
+    def worse(self) -> Direction:
+        """The direction in which a change is a regression."""
+        if self.direction is not None:
+            return self.direction
+        return BUILTIN_DIRECTIONS.get(self.name, "either") if self.builtin else "either"
+
+
+class JudgeSpec(_Spec):
+    kind: Literal["threshold", "comparative", "sequential"] = "threshold"
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    pass_score: float = Field(default=95.0, ge=0, le=100)
+    marginal_score: float = Field(default=75.0, ge=0, le=100)
+    min_effect: float = Field(default=0.01, ge=0)
+    confidence: float = Field(default=0.98, gt=0, lt=1)
+    step: Duration = "30s"
+    slow_request_ms: float | None = Field(default=None, gt=0)
+    prior_scale: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _scores_ordered(self) -> JudgeSpec:
+        if self.marginal_score > self.pass_score:
+            raise ValueError(
+                f"marginalScore {self.marginal_score} is above passScore {self.pass_score}"
+            )
+        return self
+
+
+class BasicAuth(_Spec):
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class ProviderSpec(_Spec):
+    kind: Literal["prometheus", "nop"] = "prometheus"
+    address: str = Field(default="http://127.0.0.1:9090", pattern=r"^https?://[^\s/]+(/\S*)?$")
+    bearer_token: SecretStr | None = None
+    basic_auth: BasicAuth | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    insecure_skip_verify: bool = False
+    ca_file: str | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_seconds: float = Field(default=0.5, ge=0, le=30)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> ProviderSpec:
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("set bearerToken or basicAuth, not both")
+        if self.insecure_skip_verify and self.ca_file is not None:
+            raise ValueError("set caFile or insecureSkipVerify, not both")
+        return self
+
+
+class AnalysisSpec(_Spec):
+    interval: Duration = "1m"
+    threshold: int = Field(default=1, ge=1)
+    metrics: list[MetricSpec] = Field(default_factory=list)
+    templates: dict[str, str] = Field(default_factory=dict)
+    judge: JudgeSpec = Field(default_factory=JudgeSpec)
+    provider: ProviderSpec = Field(default_factory=ProviderSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AnalysisSpec:
+        names = [metric.name for metric in self.metrics]
+        if dupes := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"metric names must be unique; repeated: {', '.join(dupes)}")
+        for metric in self.metrics:
+            if metric.template_ref is not None and metric.template_ref not in self.templates:
+                known = ", ".join(sorted(self.templates)) or "none defined"
+                raise ValueError(
+                    f"metric {metric.name!r} refers to template {metric.template_ref!r}, "
+                    f"which is not in templates ({known})"
+                )
+            if self.judge.kind == "threshold" and metric.threshold_range is None:
+                raise ValueError(
+                    f"metric {metric.name!r} needs a thresholdRange (min and/or max) "
+                    "for the threshold judge"
+                )
+        if self.judge.kind != "sequential" and not self.metrics:
+            raise ValueError(f"the {self.judge.kind} judge needs at least one metric")
+        return self
+
+    def interval_of(self, metric: MetricSpec) -> str:
+        return metric.interval or self.interval
+
+
+def parse_analysis(data: Mapping[str, object], *, where: str = "analysis") -> AnalysisSpec:
+    """Validate user config, turning pydantic's errors into one InvalidInput naming each field."""
+    try:
+        return AnalysisSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"{where} is not valid:\n" + _describe(exc, where=where),
+            hint="fix the fields listed above (names are camelCase, e.g. thresholdRange)",
+        ) from None
+
+
+def _describe(exc: ValidationError, *, where: str) -> str:
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        path = where + "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+        )
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"  {path}: {message}")
+    return "\n".join(lines)

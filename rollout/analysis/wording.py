@@ -1,0 +1,28 @@
+"""Numbers and bounds written the way a person reads them in a verdict's reason."""
+
+from __future__ import annotations
+
+import math
+
+
+def show(value: float | None, unit: str = "") -> str:
+    if value is None or math.isnan(value):
+        return "no value"
+    if math.isinf(value):
+        return "infinite" if value > 0 else "minus infinity"
+    number = f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
+    if unit == "%":
+        return f"{number}%"
+    return f"{number} {unit}" if unit else number
+
+
+def bounds(minimum: float | None, maximum: float | None, unit: str) -> str:
+    if minimum is not None and maximum is not None:
+        return f"between {show(minimum, unit)} and {show(maximum, unit)}"
+    if minimum is not None:
+        return f"at least {show(minimum, unit)}"
+    return f"at most {show(maximum, unit)}"
+
+
+def share(fraction: float) -> str:
+    return f"{100 * fraction:.3g}%"

@@ -1,0 +1,419 @@
+"""The rollout state machine: step the weight with `pulumi up`, analyse, promote or revert.
+
+Every transition is journaled before it acts; every action is "set config, then up", which
+is idempotent, so a driver killed anywhere resumes by redoing the action of its phase.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from rollout.errors import Aborted, InfrastructureError, InvalidInput, RolloutError
+from rollout.journal import Journal
+from rollout.notify import Notifier
+from rollout.policy import HookType, Policy
+from rollout.ports import AnalysisContext, AnalysisPort, Clock, ReadbackPort, StackPort
+from rollout.schedule import Step, build_schedule, promotion_weights
+from rollout.stackconfig import Keys, captured, restored
+from rollout.state import Outcome, Phase, RolloutState
+from rollout.webhooks import WebhookCaller
+
+ROUTER_TYPES = {
+    "kubernetes:networking.istio.io/v1:VirtualService",
+    "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+    "pulumi:pulumi:Stack",
+}
+Progress = Callable[[RolloutState, str], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the driver needs to know about the service, read from the stack's settings."""
+
+    app: str
+    namespace: str
+    stable_version: str
+    canary_replicas: int
+
+
+class _Rollback(Exception):
+    def __init__(self, reason: str, outcome: Outcome = Outcome.ROLLED_BACK) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.outcome = outcome
+
+
+class _PromoteNow(Exception):
+    """A person asked to promote now, skipping the remaining steps."""
+
+
+class _Stop(Exception):
+    """A signal arrived and the rollout is to be left where it is."""
+
+
+class Driver:
+    def __init__(self, *, stack: StackPort, analysis: AnalysisPort, readback: ReadbackPort,
+                 journal: Journal, webhooks: WebhookCaller, notifier: Notifier, clock: Clock,
+                 policy: Policy, target: Target, keys: Keys, stack_name: str,
+                 on_progress: Progress | None = None, leave_paused: bool = False,
+                 targeted_steps: bool = True) -> None:
+        self.stack, self.analysis, self.readback = stack, analysis, readback
+        self.journal, self.webhooks, self.notifier, self.clock = journal, webhooks, notifier, clock
+        self.policy, self.target, self.keys, self.stack_name = policy, target, keys, stack_name
+        self.schedule: list[Step] = build_schedule(policy)
+        self._progress = on_progress or (lambda state, msg: None)
+        self.leave_paused = leave_paused
+        self.targeted_steps = targeted_steps
+        self._signal: int | None = None
+
+    # -- entry points -----------------------------------------------------------------
+
+    def run(self, candidate: str) -> RolloutState:
+        with self._locked(), self._signals():
+            existing = self.journal.load()
+            if existing is not None and not existing.phase.terminal:
+                if existing.candidate != candidate:
+                    raise InvalidInput(
+                        f"the rollout of {existing.candidate} on stack {self.stack_name} is "
+                        f"unfinished ({existing.phase}, step {existing.step + 1})",
+                        hint="finish it with `rollout resume` or revert it with `rollout abort`",
+                    )
+                return self._drive(existing.with_event("resumed by run"))
+            state = self._begin(candidate)
+            return state if state.phase.terminal else self._drive(state)
+
+    def resume(self) -> RolloutState:
+        with self._locked(), self._signals():
+            return self._drive(self._unfinished().with_event("resumed"))
+
+    def abort(self, reason: str = "aborted by a person") -> RolloutState:
+        """Reverts an unfinished rollout whose driver is not running."""
+        with self._locked():
+            state = self._unfinished()
+            state = self._enter(state, Phase.ROLLING_BACK, reason, reason=reason,
+                                outcome=Outcome.ABORTED)
+            return self._drive(state)
+
+    def _unfinished(self) -> RolloutState:
+        state = self.journal.load()
+        if state is None or state.phase.terminal:
+            raise InvalidInput(f"no unfinished rollout on stack {self.stack_name}",
+                               hint="start one with `rollout run`")
+        return state
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _begin(self, candidate: str) -> RolloutState:
+        entries = self.stack.config()
+        state = RolloutState(stack=self.stack_name, candidate=candidate,
+                             stable=self.target.stable_version, last_good=captured(entries))
+        if candidate == self.target.stable_version:
+            state = state.moved(phase=Phase.SUCCEEDED, outcome=Outcome.NOTHING_TO_DO,
+                                reason=f"{candidate} is already the stable version")
+            self._progress(state, state.reason)
+            return state
+        return self._enter(state, Phase.INITIALIZING,
+                           f"rollout of {candidate} started (stable {state.stable})")
+
+    def _drive(self, state: RolloutState) -> RolloutState:
+        handlers: dict[Phase, Callable[[RolloutState], RolloutState]] = {
+            Phase.INITIALIZING: self._initialize,
+            Phase.PROGRESSING: self._advance,
+            Phase.WAITING: self._advance,
+            Phase.WAITING_PROMOTION: self._await_promotion,
+            Phase.PROMOTING: self._promote,
+            Phase.FINALISING: self._finalise,
+            Phase.ROLLING_BACK: self._roll_back,
+        }
+        while not state.phase.terminal:
+            try:
+                state = handlers[state.phase](state)
+            except (_Rollback, _PromoteNow, _Stop, RolloutError) as interruption:
+                # The handler journaled its progress before it was interrupted.
+                state = self._interrupted(self.journal.load() or state, interruption)
+        self.journal.archive(state)
+        return state
+
+    def _interrupted(self, state: RolloutState, interruption: Exception) -> RolloutState:
+        if isinstance(interruption, _Rollback):
+            return self._enter(state, Phase.ROLLING_BACK, interruption.reason,
+                               reason=interruption.reason, outcome=interruption.outcome)
+        if isinstance(interruption, _PromoteNow):
+            return self._enter(state, Phase.PROMOTING, "promoted now by a person",
+                               reason="promoted by a person before the last step")
+        if isinstance(interruption, _Stop):
+            self._save(state.with_event("left paused by signal"))
+            raise Aborted(f"stopped by signal; rollout left at {state.phase}",
+                          hint="continue with `rollout resume` or revert with `rollout abort`")
+        assert isinstance(interruption, RolloutError)
+        if state.phase in (Phase.ROLLING_BACK, Phase.PROMOTING, Phase.FINALISING):
+            self._save(state.with_event(f"failed: {interruption.message}"))
+            raise interruption
+        return self._enter(state, Phase.ROLLING_BACK, interruption.message,
+                           reason=interruption.message, outcome=Outcome.ROLLED_BACK)
+
+    # -- phases -----------------------------------------------------------------------
+
+    def _initialize(self, state: RolloutState) -> RolloutState:
+        self._gate(state, "confirm-rollout")
+        ok, results = self.webhooks.all_pass("pre-rollout", self._payload(state))
+        if not ok:
+            failed = sum(not r.ok for r in results)
+            state = self._save(state.moved(failed_checks=state.failed_checks + failed)
+                               .with_event("; ".join(r.message for r in results if not r.ok)))
+            if state.failed_checks >= self.policy.threshold:
+                raise _Rollback("pre-rollout hook failed: "
+                                + "; ".join(r.message for r in results if not r.ok))
+        self.stack.set_config({
+            self.keys.canary_version: state.candidate,
+            self.keys.canary_replicas: str(self.target.canary_replicas),
+            self.keys.canary_weight: "0",
+        })
+        self._up(state, f"canary {state.candidate} scaled to {self.target.canary_replicas}")
+        return self._enter(state, Phase.PROGRESSING, f"canary {state.candidate} is ready",
+                           step=0, weight=0, step_applied=False)
+
+    def _advance(self, state: RolloutState) -> RolloutState:
+        step = self.schedule[state.step]
+        if not state.step_applied:
+            state = self._apply_step(state, step)
+        if state.phase is Phase.WAITING:
+            return self._next_step(self._pause(state, step))
+        self._wait(state, self.policy.interval_seconds)
+        state = self._analyse(state)
+        if state.failed_checks >= self.policy.threshold:
+            raise _Rollback(self._failure_reason(state))
+        last = state.analyses[-1] if state.analyses else {"passed": True}
+        if last["passed"] is not True:
+            return state
+        if step.pause_seconds is not None:
+            state = self._enter(state, Phase.WAITING, self._pause_message(step))
+            return self._next_step(self._pause(state, step))
+        return self._next_step(state)
+
+    def _apply_step(self, state: RolloutState, step: Step) -> RolloutState:
+        if step.weight > state.weight:
+            self._gate(state, "confirm-traffic-increase")
+        state = self._save(state.moved(weight=step.weight))
+        self.stack.set_config({self.keys.canary_weight: str(step.weight)})
+        seconds = self._up(state, f"weight {step.weight}%", weight_only=True)
+        return self._save(state.moved(step_applied=True,
+                                      step_seconds=[*state.step_seconds, seconds])
+                          .with_event(f"canary weight set to {step.weight}%",
+                                      seconds=round(seconds, 2)))
+
+    def _next_step(self, state: RolloutState) -> RolloutState:
+        if state.step + 1 >= len(self.schedule):
+            return self._enter(state, Phase.WAITING_PROMOTION, "all steps passed",
+                               step_applied=True)
+        return self._enter(state, Phase.PROGRESSING, f"step {state.step + 2}",
+                           step=state.step + 1, step_applied=False)
+
+    def _analyse(self, state: RolloutState) -> RolloutState:
+        if self._rollback_requested(state):
+            raise _Rollback("a rollback hook asked for a rollback")
+        ok, results = self.webhooks.all_pass("rollout", self._payload(state))
+        hook_failures = [r.message for r in results if not r.ok]
+        if self.policy.skip_analysis:
+            verdict = {"passed": not hook_failures, "failed_checks": len(hook_failures),
+                       "reason": "analysis skipped" if ok else "; ".join(hook_failures),
+                       "metrics": []}
+            judge_state = state.judge_state
+        else:
+            result = self.analysis.analyze(self._context(state), state.judge_state)
+            verdict = result.to_dict()
+            judge_state = result.judge_state
+            if hook_failures:
+                verdict = {**verdict, "passed": False,
+                           "failed_checks": verdict["failed_checks"] + len(hook_failures),
+                           "reason": "; ".join([verdict["reason"], *hook_failures])}
+        verdict.update(step=state.step, weight=state.weight, at=self.clock.now())
+        failed = state.failed_checks + int(verdict["failed_checks"])
+        inconclusive = state.inconclusive + (verdict["passed"] is None)
+        if verdict["passed"] is None and inconclusive > self.policy.threshold:
+            failed = max(failed, self.policy.threshold)
+            verdict["reason"] += f" (inconclusive {inconclusive} times in a row)"
+        elif verdict["passed"] is not None:
+            inconclusive = 0
+        return self._save(state.moved(analyses=[*state.analyses, verdict],
+                                      failed_checks=failed, inconclusive=inconclusive,
+                                      judge_state=judge_state)
+                          .with_event(f"analysis: {verdict['reason']}",
+                                      passed=verdict["passed"]))
+
+    def _pause(self, state: RolloutState, step: Step) -> RolloutState:
+        if step.pause_seconds:
+            self._wait(state, step.pause_seconds)
+            return state
+        while not state.approved:
+            self._wait(state, min(self.policy.interval_seconds, 5.0))
+            state = self.journal.load() or state
+        return self._save(state.moved(approved=False).with_event("approved"))
+
+    def _await_promotion(self, state: RolloutState) -> RolloutState:
+        self._gate(state, "confirm-promotion")
+        return self._enter(state, Phase.PROMOTING, f"promoting {state.candidate}")
+
+    def _promote(self, state: RolloutState) -> RolloutState:
+        self.stack.set_config({self.keys.stable_version: state.candidate})
+        self._up(state, f"primary to {state.candidate}")
+        return self._enter(state, Phase.FINALISING, "primary runs the new version")
+
+    def _finalise(self, state: RolloutState) -> RolloutState:
+        for weight in promotion_weights(self.policy, state.weight):
+            changes = {self.keys.canary_weight: str(weight)}
+            if weight == 0:
+                changes[self.keys.canary_replicas] = "0"
+            self.stack.set_config(changes)
+            self._up(state, f"traffic back to primary (canary {weight}%)")
+            state = self._save(state.moved(weight=weight))
+        state = self._enter(state, Phase.SUCCEEDED, f"{state.candidate} promoted",
+                            outcome=Outcome.PROMOTED,
+                            reason=state.reason or f"{state.candidate} passed every step")
+        self._finished(state, ok=True)
+        return state
+
+    def _roll_back(self, state: RolloutState) -> RolloutState:
+        self.stack.restore_config(restored(state.last_good))
+        self._up(state, "restore the last good config")
+        live = self.readback.live()
+        problems = []
+        if (live.primary_weight, live.canary_weight) not in ((100, 0), (None, None)):
+            problems.append(f"live weights are {live.primary_weight}/{live.canary_weight}")
+        if live.primary_version not in (None, state.stable):
+            problems.append(f"primary runs {live.primary_version}, not {state.stable}")
+        if problems:
+            raise InfrastructureError("revert did not restore the cluster: " + "; ".join(problems),
+                                      hint="inspect the stack, then run `rollout abort` again")
+        outcome = state.outcome or Outcome.ROLLED_BACK
+        state = self._enter(state, Phase.FAILED, f"reverted to {state.stable}: {state.reason}",
+                            outcome=outcome, weight=0)
+        self.webhooks.call_all("post-rollout", self._payload(state))
+        self._finished(state, ok=False)
+        return state
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _up(self, state: RolloutState, what: str, *, weight_only: bool = False) -> float:
+        self._interrupts(state)
+        targets = None
+        if weight_only and self.targeted_steps:
+            targets = self.stack.resource_urns(types=ROUTER_TYPES) or None
+        self._progress(state, f"pulumi up: {what}")
+        summary = self.stack.up(targets=targets, message=f"rollout {state.rollout_id}: {what}")
+        return summary.seconds
+
+    def _gate(self, state: RolloutState, hook_type: HookType) -> None:
+        while True:
+            ok, results = self.webhooks.all_pass(hook_type, self._payload(state))
+            if ok:
+                return
+            self._progress(state, "; ".join(r.message for r in results if not r.ok))
+            self._wait(state, self.policy.interval_seconds)
+
+    def _rollback_requested(self, state: RolloutState) -> bool:
+        results = self.webhooks.call_all("rollback", self._payload(state))
+        return any(r.ok for r in results)
+
+    def _wait(self, state: RolloutState, seconds: float) -> None:
+        deadline = self.clock.now() + seconds
+        while True:
+            self._interrupts(state)
+            left = deadline - self.clock.now()
+            if left <= 0:
+                return
+            self.clock.sleep(min(left, 0.5))
+
+    def _interrupts(self, state: RolloutState) -> None:
+        if state.phase is Phase.ROLLING_BACK:
+            return  # a revert always runs to its end; requests wait for the next rollout
+        if self._signal is not None:
+            signum, self._signal = self._signal, None
+            if self.leave_paused:
+                raise _Stop()
+            raise _Rollback(f"stopped by signal {signal.Signals(signum).name}", Outcome.ABORTED)
+        request = self.journal.take_request()
+        if request is None:
+            return
+        action = request.get("action")
+        if action == "abort":
+            raise _Rollback(request.get("reason") or "aborted by a person", Outcome.ABORTED)
+        if action == "approve":
+            self._save(state.moved(approved=True).with_event("approval received"))
+        if action == "promote" and state.phase in (Phase.PROGRESSING, Phase.WAITING,
+                                                   Phase.WAITING_PROMOTION):
+            raise _PromoteNow()
+
+    def _enter(self, state: RolloutState, phase: Phase, message: str, **changes: Any
+               ) -> RolloutState:
+        state = self._save(state.moved(phase=phase, **changes).with_event(message))
+        self._progress(state, message)
+        self.webhooks.call_all("event", self._payload(state))
+        return state
+
+    def _save(self, state: RolloutState) -> RolloutState:
+        self.journal.save(state)
+        return state
+
+    def _context(self, state: RolloutState) -> AnalysisContext:
+        return AnalysisContext(
+            app=self.target.app, namespace=self.target.namespace,
+            canary_workload=f"{self.target.app}-canary",
+            primary_workload=f"{self.target.app}-primary",
+            weight=state.weight, step=state.step,
+            interval_seconds=self.policy.interval_seconds, canary_share=state.weight / 100,
+        )
+
+    def _payload(self, state: RolloutState) -> dict[str, Any]:
+        return {"name": self.target.app, "namespace": self.target.namespace,
+                "phase": str(state.phase), "stack": self.stack_name,
+                "candidate": state.candidate, "stable": state.stable, "weight": state.weight}
+
+    def _failure_reason(self, state: RolloutState) -> str:
+        failing = [a["reason"] for a in state.analyses if a["passed"] is not True][-1:]
+        return (f"{state.failed_checks} failed checks reached the threshold "
+                f"{self.policy.threshold}: " + "; ".join(failing))
+
+    def _pause_message(self, step: Step) -> str:
+        if step.pause_seconds:
+            return f"paused at {step.weight}% for {step.pause_seconds:g}s"
+        return f"paused at {step.weight}% until `rollout approve`"
+
+    def _finished(self, state: RolloutState, *, ok: bool) -> None:
+        if ok:
+            self.webhooks.call_all("post-rollout", self._payload(state))
+        self.notifier.post(
+            title=f"{self.target.app} on {self.stack_name}: {state.outcome}",
+            text=state.reason, ok=ok,
+            fields={"candidate": state.candidate, "stable": state.stable,
+                    "failed checks": state.failed_checks},
+        )
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.journal.acquire()
+        try:
+            yield
+        finally:
+            self.journal.release()
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: object) -> None:
+            self._signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)

@@ -1,0 +1,198 @@
+"""The stack adapter: the only module that touches `pulumi.automation`.
+
+Everything it returns is plain data, so the rest of the driver can be tested without the CLI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+from rollout.errors import InvalidInput, StackError, StackLocked
+from rollout.stack_data import ConfigEntry, UpSummary
+
+STACK_NAME = re.compile(r"^(?:[A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]{1,100}$")
+Program = Callable[[], None]
+EventSink = Callable[[dict[str, Any]], None]
+
+
+def validate_stack_name(name: str) -> str:
+    if not STACK_NAME.match(name):
+        raise InvalidInput(
+            f"{name!r} is not a valid stack name",
+            hint="use letters, digits, '-', '_' or '.', optionally as org/project/stack",
+        )
+    return name
+
+
+class StackAdapter:
+    """One Pulumi stack of one project, run with an in-process (inline) program."""
+
+    def __init__(
+        self,
+        *,
+        stack: str,
+        project_dir: Path,
+        program: Program,
+        env: dict[str, str],
+        pulumi_bin: Path,
+    ) -> None:
+        self.stack_name = validate_stack_name(stack)
+        self.project_dir = project_dir
+        self._program = program
+        self._env = env
+        self._pulumi_bin = pulumi_bin
+        self._stack: auto.Stack | None = None
+
+    # -- selection --------------------------------------------------------------------
+
+    def _workspace(self) -> auto.LocalWorkspace:
+        command = auto.PulumiCommand(root=str(self._pulumi_bin.parent.parent))
+        return auto.LocalWorkspace(
+            work_dir=str(self.project_dir), program=self._program, env_vars=self._env,
+            pulumi_home=self._env.get("PULUMI_HOME"), pulumi_command=command,
+        )
+
+    def stack(self, *, create: bool = True) -> auto.Stack:
+        if self._stack is None:
+            workspace = self._workspace()
+            with _translated(self.stack_name):
+                if create:
+                    self._stack = auto.Stack.create_or_select(self.stack_name, workspace)
+                else:
+                    self._stack = auto.Stack.select(self.stack_name, workspace)
+        return self._stack
+
+    @property
+    def project_name(self) -> str:
+        return self.stack().workspace.project_settings().name
+
+    # -- config -----------------------------------------------------------------------
+
+    def config(self) -> dict[str, ConfigEntry]:
+        """The stack's config as plain data (keys with their project prefix)."""
+        with _translated(self.stack_name):
+            raw = self.stack().get_all_config()
+        return {key: ConfigEntry(value.value, bool(value.secret)) for key, value in raw.items()}
+
+    def set_config(self, values: dict[str, str]) -> None:
+        if not values:
+            return
+        config = {key: auto.ConfigValue(value=value) for key, value in values.items()}
+        with _translated(self.stack_name):
+            self.stack().set_all_config(config)
+
+    def remove_config(self, keys: list[str]) -> None:
+        if keys:
+            with _translated(self.stack_name):
+                self.stack().remove_all_config(keys)
+
+    def restore_config(self, captured: dict[str, ConfigEntry]) -> None:
+        """Puts every plain config key back as captured; secrets are never rewritten."""
+        current = self.config()
+        plain = {k: e.value for k, e in captured.items() if not e.secret}
+        changed = {k: v for k, v in plain.items() if current.get(k) != ConfigEntry(v)}
+        extra = [k for k, e in current.items() if k not in captured and not e.secret]
+        self.set_config(changed)
+        self.remove_config(extra)
+
+    # -- operations -------------------------------------------------------------------
+
+    def up(self, *, targets: list[str] | None = None, message: str | None = None,
+           on_event: EventSink | None = None, on_output: Callable[[str], None] | None = None,
+           ) -> UpSummary:
+        sink = _event_sink(on_event)
+        with _translated(self.stack_name):
+            result = self.stack().up(
+                target=targets or None, message=message, on_event=sink, on_output=on_output,
+                show_secrets=False, suppress_outputs=True,
+            )
+        summary = result.summary
+        return UpSummary(
+            result=summary.result,
+            changes=dict(summary.resource_changes or {}),
+            outputs={k: v.value for k, v in result.outputs.items()},
+            seconds=(summary.end_time - summary.start_time).total_seconds(),
+        )
+
+    def preview(self, *, on_output: Callable[[str], None] | None = None) -> dict[str, int]:
+        with _translated(self.stack_name):
+            result = self.stack().preview(on_output=on_output)
+        return {str(k): v for k, v in result.change_summary.items()}
+
+    def refresh(self) -> None:
+        with _translated(self.stack_name):
+            self.stack().refresh(suppress_outputs=True)
+
+    def destroy(self, *, remove: bool = False) -> None:
+        with _translated(self.stack_name):
+            self.stack().destroy(suppress_outputs=True)
+            if remove:
+                self.stack().workspace.remove_stack(self.stack_name)
+
+    def outputs(self) -> dict[str, Any]:
+        with _translated(self.stack_name):
+            return {k: v.value for k, v in self.stack().outputs().items()}
+
+    def cancel(self) -> None:
+        """Clears a lock left by a killed update (file backend: removes the lock file)."""
+        with _translated(self.stack_name):
+            self.stack().cancel()
+
+    def resource_urns(self, *, types: set[str]) -> list[str]:
+        """URNs of the stack's resources of the given Pulumi types (for targeted updates)."""
+        with _translated(self.stack_name):
+            deployment = self.stack().export_stack().deployment or {}
+        return [r["urn"] for r in deployment.get("resources", []) if r.get("type") in types]
+
+
+def _event_sink(on_event: EventSink | None) -> Callable[[auto.EngineEvent], None] | None:
+    if on_event is None:
+        return None
+
+    def sink(event: auto.EngineEvent) -> None:
+        if event.resource_outputs_event is not None:
+            meta = event.resource_outputs_event.metadata
+            on_event({"kind": "resource", "op": str(meta.op.value), "urn": meta.urn,
+                      "type": meta.type})
+        elif event.diagnostic_event is not None and event.diagnostic_event.severity == "error":
+            on_event({"kind": "error", "message": event.diagnostic_event.message})
+
+    return sink
+
+
+class _translated:
+    """Maps Automation API errors onto the project's error tree, once, at this boundary."""
+
+    def __init__(self, stack: str) -> None:
+        self.stack = stack
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: Any
+    ) -> bool:
+        if err is None or not isinstance(err, auto.errors.CommandError):
+            return False
+        text = _tail(str(err))
+        if isinstance(err, auto.errors.ConcurrentUpdateError):
+            raise StackLocked(
+                f"stack {self.stack} is locked by another update",
+                hint="wait for it to finish; if its driver was killed, run `rollout resume`",
+            ) from err
+        if isinstance(err, auto.errors.StackNotFoundError):
+            raise InvalidInput(
+                f"stack {self.stack} does not exist",
+                hint=f"create it with `pulumi stack init {self.stack}` or check the name",
+            ) from err
+        raise StackError(f"pulumi failed on stack {self.stack}:\n{text}") from err
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    kept = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])

@@ -1,0 +1,78 @@
+"""The one record of a rollout, journaled before every action so a killed driver can resume."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+
+class Phase(StrEnum):
+    INITIALIZING = "Initializing"
+    PROGRESSING = "Progressing"
+    WAITING = "Waiting"
+    WAITING_PROMOTION = "WaitingPromotion"
+    PROMOTING = "Promoting"
+    FINALISING = "Finalising"
+    SUCCEEDED = "Succeeded"
+    ROLLING_BACK = "RollingBack"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+class Outcome(StrEnum):
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled-back"
+    ABORTED = "aborted"
+    NOTHING_TO_DO = "nothing-to-do"
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    stack: str
+    candidate: str
+    stable: str
+    last_good: dict[str, dict[str, Any]]
+    rollout_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    phase: Phase = Phase.INITIALIZING
+    step: int = -1
+    weight: int = 0
+    step_applied: bool = False
+    approved: bool = False
+    failed_checks: int = 0
+    inconclusive: int = 0
+    outcome: Outcome | None = None
+    reason: str = ""
+    analyses: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    judge_state: dict[str, Any] = field(default_factory=dict)
+    step_seconds: list[float] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    driver_pid: int | None = None
+
+    def moved(self, **changes: Any) -> RolloutState:
+        return replace(self, updated_at=time.time(), **changes)
+
+    def with_event(self, message: str, **data: Any) -> RolloutState:
+        event = {"at": time.time(), "phase": str(self.phase), "step": self.step,
+                 "weight": self.weight, "message": message, **data}
+        return self.moved(events=[*self.events, event])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["phase"] = str(self.phase)
+        data["outcome"] = str(self.outcome) if self.outcome else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RolloutState:
+        data = dict(data)
+        data["phase"] = Phase(data["phase"])
+        data["outcome"] = Outcome(data["outcome"]) if data.get("outcome") else None
+        return cls(**data)

@@ -1,0 +1,65 @@
+"""A throwaway inline Pulumi project for engine-level lab tests (not the product's program)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from rollout.lab.lab import Lab
+from rollout.stack import StackAdapter
+from rollout.toolchain import locate
+
+PROJECT = "lab-smoke"
+
+
+def smoke_program() -> None:
+    config = pulumi.Config()
+    namespace = config.require("namespace")
+    canary_weight = config.get("canaryWeight") or "10"
+    weight: object = int(canary_weight) if canary_weight.lstrip("-").isdigit() else canary_weight
+    ns = k8s.core.v1.Namespace("ns", metadata={"name": namespace})
+    opts = pulumi.ResourceOptions(depends_on=[ns])
+    labels = {"app": "web"}
+    k8s.apps.v1.Deployment(
+        "web",
+        metadata={"name": "web", "namespace": namespace},
+        spec={
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web", "image": "registry.local/web:v1",
+                                         "ports": [{"containerPort": 8080}]}]},
+            },
+        },
+        opts=opts,
+    )
+    k8s.core.v1.Service(
+        "web", metadata={"name": "web", "namespace": namespace},
+        spec={"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}, opts=opts,
+    )
+    other = 100 - weight if isinstance(weight, int) else 90
+    k8s.apiextensions.CustomResource(
+        "web-vs",
+        api_version="networking.istio.io/v1",
+        kind="VirtualService",
+        metadata={"name": "web", "namespace": namespace},
+        spec={"hosts": ["web"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "web-primary"}, "weight": other},
+            {"destination": {"host": "web-canary"}, "weight": weight},
+        ]}]},
+        opts=opts,
+    )
+
+
+def smoke_stack(lab: Lab, tmp: Path) -> tuple[StackAdapter, str]:
+    (tmp / "Pulumi.yaml").write_text(f"name: {PROJECT}\nruntime: python\n")
+    namespace = f"smoke-{uuid.uuid4().hex[:8]}"
+    adapter = StackAdapter(stack=f"smoke-{uuid.uuid4().hex[:6]}", project_dir=tmp,
+                           program=smoke_program, env=lab.environment(),
+                           pulumi_bin=locate().pulumi)
+    adapter.set_config({f"{PROJECT}:namespace": namespace})
+    return adapter, namespace

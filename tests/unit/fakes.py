@@ -1,0 +1,127 @@
+"""In-memory stand-ins for the driver's ports (plain data, no CLI): used by unit tests only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollout.errors import StackError
+from rollout.ports import AnalysisContext, LiveView, StepVerdict
+from rollout.stack_data import ConfigEntry, UpSummary
+
+PROJECT = "canary-service"
+
+
+def base_config() -> dict[str, ConfigEntry]:
+    return {
+        f"{PROJECT}:app": ConfigEntry("demo"),
+        f"{PROJECT}:image": ConfigEntry("registry.local/demo"),
+        f"{PROJECT}:stableVersion": ConfigEntry("v1"),
+        f"{PROJECT}:replicas": ConfigEntry("2"),
+        f"{PROJECT}:dbPassword": ConfigEntry("s3cret", secret=True),
+    }
+
+
+@dataclass
+class FakeStack:
+    """Config plus the 'cluster': the config as of the last successful up."""
+
+    entries: dict[str, ConfigEntry] = field(default_factory=base_config)
+    applied: dict[str, str] = field(default_factory=dict)
+    ups: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    fail_when: Callable[[dict[str, str], int], BaseException | None] | None = None
+
+    def __post_init__(self) -> None:
+        self.applied = self.plain()
+
+    def plain(self) -> dict[str, str]:
+        return {k.split(":", 1)[1]: e.value for k, e in self.entries.items()}
+
+    def config(self) -> dict[str, ConfigEntry]:
+        return dict(self.entries)
+
+    def set_config(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self.entries[key] = ConfigEntry(value)
+
+    def restore_config(self, captured: dict[str, ConfigEntry]) -> None:
+        for key, entry in captured.items():
+            if not entry.secret:
+                self.entries[key] = entry
+        for key in [k for k, e in self.entries.items() if k not in captured and not e.secret]:
+            del self.entries[key]
+
+    def up(self, *, targets: list[str] | None = None, message: str | None = None,
+           on_event: Any = None, on_output: Any = None) -> UpSummary:
+        config = self.plain()
+        self.attempts += 1
+        if self.fail_when and (err := self.fail_when(config, self.attempts - 1)):
+            raise err
+        self.ups.append({"config": config, "targets": targets, "message": message})
+        self.applied = config
+        return UpSummary("succeeded", {"update": 1}, {}, 0.25 if targets else 1.0)
+
+    def outputs(self) -> dict[str, Any]:
+        return {}
+
+    def resource_urns(self, *, types: set[str]) -> list[str]:
+        return ["urn:pulumi:lab::canary-service::kubernetes:networking.istio.io/v1:"
+                "VirtualService::demo"]
+
+    def weights_seen(self) -> list[int]:
+        return [int(u["config"].get("canaryWeight", "0")) for u in self.ups]
+
+
+class FailingUp(StackError):
+    def __init__(self) -> None:
+        super().__init__("pulumi failed: the canary Deployment did not become available")
+
+
+@dataclass
+class FakeReadback:
+    stack: FakeStack
+
+    def live(self) -> LiveView:
+        weight = int(self.stack.applied.get("canaryWeight", "0"))
+        return LiveView(100 - weight, weight, self.stack.applied["stableVersion"],
+                        int(self.stack.applied.get("canaryReplicas", "0")))
+
+
+@dataclass
+class ScriptedAnalysis:
+    """Answers verdicts in order (True pass, False fail, None inconclusive); then passes."""
+
+    script: list[bool | None] = field(default_factory=list)
+    calls: list[AnalysisContext] = field(default_factory=list)
+    before: Callable[[int], None] | None = None
+
+    def analyze(self, ctx: AnalysisContext, judge_state: dict[str, Any]) -> StepVerdict:
+        if self.before:
+            self.before(len(self.calls))
+        self.calls.append(ctx)
+        passed = self.script[len(self.calls) - 1] if len(self.calls) <= len(self.script) else True
+        if passed is False:
+            return StepVerdict(False, 1, "request-success-rate of demo-canary was 90% over 1m, "
+                               "below the minimum 99%", [{"metric": "request-success-rate",
+                                                          "value": 90.0, "min": 99}])
+        if passed is None:
+            return StepVerdict(None, 0, "no data for request-success-rate")
+        return StepVerdict(True, 0, "all metrics within their ranges")
+
+
+@dataclass
+class FakeClock:
+    t: float = 1_000_000.0
+    slept: float = 0.0
+    on_sleep: Callable[[float], None] | None = None
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        self.slept += seconds
+        if self.on_sleep:
+            self.on_sleep(self.t)

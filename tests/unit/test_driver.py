@@ -1,0 +1,293 @@
+"""Covers the rollout state machine with fake ports: every success and failure path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rollout.driver import Driver, Target
+from rollout.errors import Aborted, InfrastructureError, InvalidInput
+from rollout.journal import DriverBusy, Journal
+from rollout.notify import NopNotifier
+from rollout.policy import Policy, load_policy
+from rollout.stackconfig import Keys
+from rollout.state import Outcome, Phase
+from rollout.webhooks import WebhookCaller
+from tests.unit.fakes import (
+    PROJECT,
+    FailingUp,
+    FakeClock,
+    FakeReadback,
+    FakeStack,
+    ScriptedAnalysis,
+    base_config,
+)
+
+STACK = "lab"
+
+
+def make(tmp_path: Path, *, policy: dict[str, Any] | None = None,
+         analysis: ScriptedAnalysis | None = None, stack: FakeStack | None = None,
+         hooks: WebhookCaller | None = None, clock: FakeClock | None = None,
+         leave_paused: bool = False) -> tuple[Driver, FakeStack, ScriptedAnalysis, Journal]:
+    stack = stack or FakeStack()
+    analysis = analysis or ScriptedAnalysis()
+    journal = Journal(tmp_path / "journal", STACK)
+    pol: Policy = load_policy(policy or {"interval": "10s", "stepWeight": 20, "maxWeight": 60})
+    driver = Driver(
+        stack=stack, analysis=analysis, readback=FakeReadback(stack), journal=journal,
+        webhooks=hooks or WebhookCaller([]), notifier=NopNotifier(), clock=clock or FakeClock(),
+        policy=pol, target=Target(app="demo", namespace="lab", stable_version="v1",
+                                  canary_replicas=1),
+        keys=Keys(PROJECT), stack_name=STACK, leave_paused=leave_paused,
+    )
+    return driver, stack, analysis, journal
+
+
+def test_a_good_release_walks_every_step_and_is_promoted(tmp_path: Path) -> None:
+    driver, stack, analysis, journal = make(tmp_path)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.PROMOTED and state.phase is Phase.SUCCEEDED
+    assert stack.weights_seen() == [0, 20, 40, 60, 60, 0]
+    assert [c.weight for c in analysis.calls] == [20, 40, 60]
+    final = stack.applied
+    assert final["stableVersion"] == "v2" and final["canaryWeight"] == "0"
+    assert final["canaryReplicas"] == "0"
+    assert stack.ups[1]["targets"], "weight steps are targeted at the routing objects"
+    assert journal.history()[-1].outcome is Outcome.PROMOTED
+
+
+def test_a_failing_metric_reverts_the_stack_exactly(tmp_path: Path) -> None:
+    before = base_config()
+    driver, stack, _, _ = make(tmp_path, analysis=ScriptedAnalysis([True, False]))
+    state = driver.run("v3")
+    assert state.outcome is Outcome.ROLLED_BACK
+    assert "below the minimum 99%" in state.reason
+    assert stack.entries == before
+    assert stack.applied == {k.split(":", 1)[1]: e.value for k, e in before.items()}
+
+
+def test_failed_checks_accumulate_to_the_threshold(tmp_path: Path) -> None:
+    driver, _stack, analysis, _ = make(
+        tmp_path, policy={"interval": "10s", "stepWeight": 20, "maxWeight": 40, "threshold": 2},
+        analysis=ScriptedAnalysis([False, True, False]))
+    state = driver.run("v3")
+    assert state.outcome is Outcome.ROLLED_BACK
+    assert state.failed_checks == 2
+    assert [c.weight for c in analysis.calls] == [20, 20, 40]
+
+
+def test_one_failed_check_under_the_threshold_still_promotes(tmp_path: Path) -> None:
+    driver, _, _, _ = make(
+        tmp_path, policy={"interval": "10s", "stepWeights": [10, 50], "threshold": 2},
+        analysis=ScriptedAnalysis([False]))
+    assert driver.run("v2").outcome is Outcome.PROMOTED
+
+
+def test_a_canary_that_never_gets_ready_is_reverted(tmp_path: Path) -> None:
+    stack = FakeStack(fail_when=lambda cfg, n: FailingUp() if n == 0 else None)
+    driver, stack, analysis, _ = make(tmp_path, stack=stack)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.ROLLED_BACK
+    assert "did not become available" in state.reason
+    assert analysis.calls == []
+    assert stack.entries == base_config()
+
+
+def test_a_failed_revert_is_kept_in_the_journal_and_resumable(tmp_path: Path) -> None:
+    broken = {"on": True}
+    stack = FakeStack(fail_when=lambda cfg, n: FailingUp() if broken["on"] and n >= 2 else None)
+    driver, stack, _, journal = make(tmp_path, stack=stack, analysis=ScriptedAnalysis([False]))
+    with pytest.raises(FailingUp):
+        driver.run("v3")
+    assert journal.load().phase is Phase.ROLLING_BACK
+    broken["on"] = False
+    state = make(tmp_path, stack=stack)[0].resume()
+    assert state.outcome is Outcome.ROLLED_BACK
+    assert stack.entries == base_config()
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs."""
+
+
+@pytest.mark.parametrize("kill_at_up", [1, 2, 4, 5])
+def test_a_driver_killed_anywhere_resumes_to_the_right_end(tmp_path: Path, kill_at_up: int) -> None:
+    armed = {"on": True}
+
+    def kill(cfg: dict[str, str], n: int) -> BaseException | None:
+        return Killed() if armed["on"] and n == kill_at_up else None
+
+    stack = FakeStack(fail_when=kill)
+    driver, stack, _, journal = make(tmp_path, stack=stack)
+    with pytest.raises(Killed):
+        driver.run("v2")
+    driver.journal.release()
+    assert not journal.load().phase.terminal
+    armed["on"] = False
+    state = make(tmp_path, stack=stack)[0].run("v2")
+    assert state.outcome is Outcome.PROMOTED
+    assert stack.applied["stableVersion"] == "v2" and stack.applied["canaryWeight"] == "0"
+
+
+def test_a_second_driver_on_the_same_stack_is_refused(tmp_path: Path) -> None:
+    first, *_ = make(tmp_path)
+    first.journal.acquire()
+    try:
+        second, *_ = make(tmp_path)
+        with pytest.raises(DriverBusy) as err:
+            second.run("v2")
+        assert "another rollout driver" in str(err.value)
+    finally:
+        first.journal.release()
+
+
+def test_an_unfinished_rollout_of_another_version_blocks_run(tmp_path: Path) -> None:
+    driver, stack, _, _journal = make(tmp_path)
+    stack.fail_when = lambda cfg, n: Killed() if n == 2 else None
+    with pytest.raises(Killed):
+        driver.run("v2")
+    driver.journal.release()
+    with pytest.raises(InvalidInput) as err:
+        make(tmp_path, stack=stack)[0].run("v9")
+    assert "rollout resume" in str(err.value)
+
+
+def test_nothing_to_do_when_the_candidate_is_already_stable(tmp_path: Path) -> None:
+    driver, stack, _, _ = make(tmp_path)
+    state = driver.run("v1")
+    assert state.outcome is Outcome.NOTHING_TO_DO
+    assert stack.ups == []
+
+
+def test_abort_request_reverts_and_names_the_person(tmp_path: Path) -> None:
+    holder: dict[str, Journal] = {}
+    analysis = ScriptedAnalysis(before=lambda n: holder["j"].request("abort", reason="bad smell")
+                                if n == 1 else None)
+    driver, stack, _, journal = make(tmp_path, analysis=analysis)
+    holder["j"] = journal
+    state = driver.run("v2")
+    assert state.outcome is Outcome.ABORTED and state.reason == "bad smell"
+    assert stack.entries == base_config()
+
+
+def test_a_signal_reverts_by_default(tmp_path: Path) -> None:
+    holder: dict[str, Driver] = {}
+    analysis = ScriptedAnalysis(before=lambda n: setattr(holder["d"], "_signal", 15))
+    driver, stack, _, _ = make(tmp_path, analysis=analysis)
+    holder["d"] = driver
+    state = driver.run("v2")
+    assert state.outcome is Outcome.ABORTED and "SIGTERM" in state.reason
+    assert stack.entries == base_config()
+
+
+def test_a_signal_can_leave_the_rollout_paused_for_resume(tmp_path: Path) -> None:
+    holder: dict[str, Driver] = {}
+    analysis = ScriptedAnalysis(before=lambda n: setattr(holder["d"], "_signal", 2))
+    driver, stack, _, journal = make(tmp_path, analysis=analysis, leave_paused=True)
+    holder["d"] = driver
+    with pytest.raises(Aborted):
+        driver.run("v2")
+    assert journal.load().phase is Phase.PROGRESSING
+    assert make(tmp_path, stack=stack)[0].resume().outcome is Outcome.PROMOTED
+
+
+def test_inconclusive_analysis_beyond_the_threshold_fails(tmp_path: Path) -> None:
+    driver, _, analysis, _ = make(tmp_path, analysis=ScriptedAnalysis([None, None, None]))
+    state = driver.run("v2")
+    assert state.outcome is Outcome.ROLLED_BACK
+    assert "inconclusive" in state.reason
+    assert len(analysis.calls) == 2
+
+
+def test_a_manual_pause_waits_for_approve(tmp_path: Path) -> None:
+    holder: dict[str, Journal] = {}
+    clock = FakeClock()
+    clock.on_sleep = lambda t: holder["j"].request("approve") if clock.slept > 100 else None
+    driver, _, _analysis, journal = make(
+        tmp_path, clock=clock,
+        policy={"interval": "10s", "stepWeights": [10, 50], "pauses": [{"weight": 10}]})
+    holder["j"] = journal
+    state = driver.run("v2")
+    assert state.outcome is Outcome.PROMOTED
+    assert clock.slept > 100
+    assert any(e["message"] == "approved" for e in state.events)
+
+
+def test_promote_now_skips_the_remaining_steps(tmp_path: Path) -> None:
+    holder: dict[str, Journal] = {}
+    analysis = ScriptedAnalysis(before=lambda n: holder["j"].request("promote") if n == 0 else None)
+    driver, stack, analysis, journal = make(tmp_path, analysis=analysis)
+    holder["j"] = journal
+    state = driver.run("v2")
+    assert state.outcome is Outcome.PROMOTED
+    assert stack.applied["stableVersion"] == "v2"
+    assert len(analysis.calls) <= 2
+
+
+def _hooks(handler: Any, hooks: list[dict[str, Any]]) -> WebhookCaller:
+    policy = load_policy({"webhooks": hooks})
+    return WebhookCaller(policy.webhooks, transport=httpx.MockTransport(handler), backoff=0)
+
+
+def test_confirm_promotion_gate_holds_until_it_answers_2xx(tmp_path: Path) -> None:
+    answers = iter([403, 403, 200])
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(next(answers))
+
+    hooks = _hooks(handler, [{"name": "gate", "type": "confirm-promotion",
+                              "url": "http://127.0.0.1:9/gate"}])
+    driver, _, _, _ = make(tmp_path, hooks=hooks)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.PROMOTED
+    assert len(seen) == 3 and seen[0]["type"] == "confirm-promotion"
+    assert seen[0]["phase"] == "WaitingPromotion"
+
+
+def test_a_rollback_hook_answering_2xx_rolls_back_now(tmp_path: Path) -> None:
+    hooks = _hooks(lambda request: httpx.Response(200),
+                   [{"name": "stop", "type": "rollback", "url": "http://127.0.0.1:9/stop"}])
+    driver, _stack, analysis, _ = make(tmp_path, hooks=hooks)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.ROLLED_BACK
+    assert "rollback hook" in state.reason
+    assert analysis.calls == []
+
+
+def test_a_failing_rollout_hook_counts_as_a_failed_check(tmp_path: Path) -> None:
+    hooks = _hooks(lambda request: httpx.Response(500, text="load test failed"),
+                   [{"name": "load", "type": "rollout", "url": "http://127.0.0.1:9/load",
+                     "retries": 1}])
+    driver, _, _, _ = make(tmp_path, hooks=hooks)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.ROLLED_BACK
+    assert "load test failed" in state.reason
+
+
+def test_a_revert_that_does_not_restore_live_weights_is_an_error(tmp_path: Path) -> None:
+    driver, stack, _, journal = make(tmp_path, analysis=ScriptedAnalysis([False]))
+
+    class StuckReadback(FakeReadback):
+        def live(self):  # type: ignore[no-untyped-def]
+            view = super().live()
+            return type(view)(80, 20, view.primary_version, view.canary_replicas)
+
+    driver.readback = StuckReadback(stack)
+    with pytest.raises(InfrastructureError) as err:
+        driver.run("v3")
+    assert "live weights are 80/20" in str(err.value)
+    assert journal.load().phase is Phase.ROLLING_BACK
+
+
+def test_the_journal_never_holds_secret_values(tmp_path: Path) -> None:
+    driver, _, _, journal = make(tmp_path)
+    driver.run("v2")
+    assert "s3cret" not in journal.path.read_text()
+    assert "s3cret" not in journal.history_path.read_text()

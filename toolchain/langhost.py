@@ -1,0 +1,48 @@
+"""Serves the Pulumi LanguageRuntime for a Python project, from the Pulumi Python SDK.
+
+The CLI starts a language plugin with its engine address as the last argument and reads the
+plugin's gRPC port from its first line of output. Running the program is the SDK's own job
+(the same server the Automation API uses for inline programs); this file only finds the
+project's `main` and puts the project on sys.path.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import sys
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import yaml
+from pulumi.automation._server import LanguageServer
+from pulumi.runtime.proto import language_pb2_grpc
+
+
+def project_main(root: Path) -> Path:
+    settings = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
+    main = root / settings.get("main", ".")
+    return main / "__main__.py" if main.is_dir() else main
+
+
+def program() -> None:
+    root = Path(os.getcwd())
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    runpy.run_path(str(project_main(root)), run_name="__main__")
+
+
+def serve() -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    language_pb2_grpc.add_LanguageRuntimeServicer_to_server(LanguageServer(program), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(port, flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop(0))
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    serve()
