@@ -1,0 +1,1 @@
+"""The Pulumi program of the canary-service project and its reusable CanaryService component."""

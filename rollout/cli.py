@@ -104,5 +104,112 @@ def lab_env() -> None:
         sys.stdout.write(f"export {key}={shlex.quote(value)}\n")
 
 
+StackOption = Annotated[str, typer.Option("--stack", "-s", help="the stack (environment)")]
+
+
+def _rollouts(stack: str, *, progress: bool = True):
+    from rollout.api import Rollouts
+    from rollout.display import ProgressPrinter
+
+    printer = ProgressPrinter(console) if progress else None
+    return Rollouts(stack=stack, on_progress=printer)
+
+
+def _finish(result, output: Output) -> None:
+    if output is Output.json:
+        out.print_json(json.dumps(result.to_dict(), default=str))
+    else:
+        colour = "green" if result.exit_code == 0 else "red"
+        out.print(f"[{colour}]{result.outcome}[/{colour}]: {result.reason}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def run(
+    stack: StackOption,
+    version: Annotated[str, typer.Option("--version", "-v", help="image tag to roll out")],
+    leave_paused: Annotated[bool, typer.Option(
+        help="on SIGINT/SIGTERM leave the rollout where it is instead of reverting")] = False,
+    output: OutputOption = Output.text,
+) -> None:
+    """Roll VERSION out on STACK: canary, analysis between steps, promote or revert."""
+    try:
+        result = _rollouts(stack).run(version, leave_paused=leave_paused)
+    except RolloutError as err:
+        raise fail(err) from err
+    _finish(result, output)
+
+
+@app.command()
+def resume(stack: StackOption, output: OutputOption = Output.text) -> None:
+    """Continue an unfinished rollout (after a crash, a kill or a paused signal)."""
+    try:
+        result = _rollouts(stack).resume()
+    except RolloutError as err:
+        raise fail(err) from err
+    _finish(result, output)
+
+
+@app.command()
+def abort(
+    stack: StackOption,
+    reason: Annotated[str, typer.Option(help="why; shown in the outcome")] = "aborted by a person",
+    output: OutputOption = Output.text,
+) -> None:
+    """Revert the rollout now (asks the running driver, or reverts an orphaned one)."""
+    try:
+        result = _rollouts(stack).abort(reason)
+    except RolloutError as err:
+        raise fail(err) from err
+    if result is None:
+        console.print("abort requested; the running driver reverts the stack now")
+        return
+    _finish(result, output)
+
+
+@app.command()
+def approve(stack: StackOption) -> None:
+    """Pass a manual pause of the running rollout."""
+    try:
+        _rollouts(stack, progress=False).approve()
+    except RolloutError as err:
+        raise fail(err) from err
+    console.print("approved")
+
+
+@app.command()
+def promote(stack: StackOption) -> None:
+    """Promote the canary now, skipping the remaining steps."""
+    try:
+        _rollouts(stack, progress=False).promote_now()
+    except RolloutError as err:
+        raise fail(err) from err
+    console.print("promotion requested")
+
+
+@app.command()
+def status(stack: StackOption, output: OutputOption = Output.text) -> None:
+    """Phase, step, weight, last analysis and history of the stack's rollout."""
+    from rollout.display import history_table, status_table
+
+    try:
+        rollouts = _rollouts(stack, progress=False)
+        state = rollouts.status()
+        history = rollouts.history()
+    except RolloutError as err:
+        raise fail(err) from err
+    if output is Output.json:
+        out.print_json(json.dumps({"current": state.to_dict() if state else None,
+                                   "history": [h.to_dict() for h in history[-10:]]},
+                                  default=str))
+        return
+    if state is None:
+        out.print(f"no rollout has run on stack {stack}")
+        return
+    out.print(status_table(state))
+    if history:
+        out.print(history_table(history[-10:]))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -29,3 +29,9 @@ def state_dir() -> Path:
     """The lab's state: certificates, etcd data, logs, PIDs, the Pulumi backend and home."""
     env = os.environ.get("CANARY_STATE_DIR")
     return Path(env).resolve() if env else project_root() / ".lab"
+
+
+def journal_dir() -> Path:
+    """Rollout journals, one per stack; keep it on durable storage in pipelines (cache it)."""
+    env = os.environ.get("CANARY_JOURNAL_DIR")
+    return Path(env).resolve() if env else project_root() / ".rollout"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rollout.analysis import AnalysisSpec, parse_analysis
 from rollout.durations import parse_duration
 from rollout.errors import InvalidInput
 
+DEFAULT_PROMETHEUS = "http://127.0.0.1:16090"
 HookType = Literal[
     "confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
     "confirm-promotion", "post-rollout", "rollback", "event",
@@ -45,13 +48,6 @@ class Webhook(_Model):
     _check = field_validator("timeout")(lambda v: _duration(v))
 
 
-class PrometheusSettings(_Model):
-    address: str = Field(default="", description="empty: $CANARY_PROMETHEUS_URL")
-    timeout: str = "10s"
-    bearer_token_env: str | None = Field(default=None, alias="bearerTokenEnv")
-    insecure_skip_verify: bool = Field(default=False, alias="insecureSkipVerify")
-
-
 class Policy(_Model):
     interval: str = "30s"
     threshold: int = Field(default=1, ge=1)
@@ -65,10 +61,13 @@ class Policy(_Model):
     canary_replicas: int | None = Field(default=None, alias="canaryReplicas", ge=1)
     ready_timeout: str = Field(default="5m", alias="readyTimeout")
     skip_analysis: bool = Field(default=False, alias="skipAnalysis")
+    # Validated by rollout.analysis (parse_analysis), which owns their schema.
     metrics: list[dict[str, Any]] = Field(default_factory=list)
+    templates: dict[str, str] = Field(default_factory=dict)
     judge: dict[str, Any] = Field(default_factory=lambda: {"kind": "threshold"})
+    provider: dict[str, Any] = Field(default_factory=dict)
+    bearer_token_env: str | None = Field(default=None, alias="bearerTokenEnv")
     webhooks: list[Webhook] = Field(default_factory=list)
-    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     slack_webhook_env: str | None = Field(default=None, alias="slackWebhookEnv")
 
     _intervals = field_validator("interval", "ready_timeout")(lambda v: _duration(v))
@@ -103,10 +102,30 @@ class Policy(_Model):
         return parse_duration(self.ready_timeout)
 
 
+def analysis_spec(policy: Policy, *, key: str = "canary-service:analysis") -> AnalysisSpec:
+    """The metric analysis part of the policy, with secrets taken from the environment."""
+    provider = dict(policy.provider)
+    provider.setdefault("address", os.environ.get("CANARY_PROMETHEUS_URL", DEFAULT_PROMETHEUS))
+    if policy.bearer_token_env:
+        token = os.environ.get(policy.bearer_token_env)
+        if not token:
+            raise InvalidInput(
+                f"{key}.bearerTokenEnv names ${policy.bearer_token_env}, which is not set",
+                hint=f"export {policy.bearer_token_env}=<token> before running the rollout",
+            )
+        provider["bearerToken"] = token
+    return parse_analysis(
+        {"interval": policy.interval, "threshold": policy.threshold,
+         "metrics": policy.metrics, "templates": policy.templates, "judge": policy.judge,
+         "provider": provider},
+        where=key,
+    )
+
+
 def load_policy(raw: dict[str, Any] | None, *, key: str = "canary-service:analysis") -> Policy:
     """Validates the policy; every problem names its config key and what is allowed."""
     try:
-        return Policy.model_validate(raw or {})
+        policy = Policy.model_validate(raw or {})
     except ValidationError as err:
         problems = []
         for item in err.errors():
@@ -117,3 +136,6 @@ def load_policy(raw: dict[str, Any] | None, *, key: str = "canary-service:analys
             "invalid rollout policy:\n  " + "\n  ".join(problems),
             hint=f"fix {key} in stacks/Pulumi.<stack>.yaml (schema: README, 'Rollout policy')",
         ) from err
+    if not policy.skip_analysis:
+        analysis_spec(policy, key=key)
+    return policy

@@ -1,0 +1,470 @@
+"""The stack configuration of one canary service, validated into a typed model (no Pulumi here)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+PROJECT = "canary-service"
+ROUTER_KINDS: tuple[str, ...] = ("istio", "gateway-api")
+
+_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_HOST = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+_REPO = (
+    r"^([A-Za-z0-9.-]+(:[0-9]+)?/)?"
+    r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+)
+_QUANTITY = r"^[+-]?[0-9.]+([eE][-+]?[0-9]+|[numkKMGTPE]i?)?$"
+_DURATION = r"^(\d+h(\d+m)?(\d+s)?|\d+m(\d+s)?|\d+s)$"
+_TOKEN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+_ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+_LABEL_RULE = (
+    "must be a DNS-1123 label: lowercase letters, digits and '-', "
+    "starting and ending with a letter or digit, at most {n} characters"
+)
+_TAG_RULE = "must be an image tag matching [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_COUNT_RULE = "must be an integer >= 0"
+
+# What a user sees for a bad value, by config path (list indices and map keys dropped).
+RULES: dict[str, str] = {
+    "app": _LABEL_RULE.format(n=50),
+    "namespace": _LABEL_RULE.format(n=63),
+    "image": (
+        "must be an image repository without tag or digest, e.g. registry.local/demo "
+        "(the tag goes in stableVersion / canaryVersion)"
+    ),
+    "stableVersion": _TAG_RULE,
+    "canaryVersion": _TAG_RULE,
+    "canaryWeight": "must be an integer from 0 to 100",
+    "canaryReplicas": _COUNT_RULE,
+    "replicas": _COUNT_RULE,
+    "port": "must be an integer from 1 to 65535",
+    "router": "must be one of: " + ", ".join(ROUTER_KINDS),
+    "hosts": "must be a non-empty list of lowercase DNS host names, e.g. [demo.example.internal]",
+    "gateways": "must be a list of Istio gateway names, e.g. [istio-system/public]",
+    "parentRefs": "must be a list of {name, namespace?, sectionName?}",
+    "parentRefs.name": "must be a non-empty string",
+    "parentRefs.namespace": _LABEL_RULE.format(n=63),
+    "match": "must be a list of rules {headers?: {<name>: {exact|prefix|regex: <string>}}, "
+    "cookie?: <name>=<value>}",
+    "match.headers": "must map header names to exactly one of {exact, prefix, regex}",
+    "match.cookie": "must be <name>=<value> without ';' or spaces, e.g. canary=always",
+    "mirror": "must be true or false",
+    "mirrorWeight": "must be an integer from 0 to 100",
+    "sessionAffinity": "must be {cookieName: <name>, maxAge: <duration like 1h or 30m>}",
+    "sessionAffinity.cookieName": "must be a cookie name (letters, digits, !#$%&'*+.^_`|~-)",
+    "sessionAffinity.maxAge": "must be a duration like 1h, 30m, 90s or 1h30m",
+    "resources": "must be {requests?: {cpu?, memory?}, limits?: {cpu?, memory?}}",
+    "resources.requests.cpu": "must be a Kubernetes quantity, e.g. 100m or 1",
+    "resources.limits.cpu": "must be a Kubernetes quantity, e.g. 100m or 1",
+    "resources.requests.memory": "must be a Kubernetes quantity, e.g. 128Mi",
+    "resources.limits.memory": "must be a Kubernetes quantity, e.g. 128Mi",
+    "env": "must map variable names to string values",
+    "readinessPath": "must be an HTTP path starting with '/'",
+    "hpa": "must be {minReplicas?, maxReplicas, cpuUtilization?}",
+    "hpa.minReplicas": "must be an integer >= 1",
+    "hpa.maxReplicas": "must be an integer >= 1",
+    "hpa.cpuUtilization": "must be an integer from 1 to 100 (percent of the CPU request)",
+    "progressDeadlineSeconds": "must be an integer >= 1",
+    "awaitTimeoutSeconds": "must be an integer >= 1",
+    "analysis": "must be an object (it is validated by the rollout driver)",
+}
+
+
+class SettingsError(ValueError):
+    """Invalid stack configuration; the message lists every problem, one per line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid stack configuration ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad config key: `key` as the user types it, e.g. canary-service:canaryWeight."""
+
+    key: str
+    message: str
+    value: Any = None
+    has_value: bool = True
+
+    def __str__(self) -> str:
+        if not self.has_value:
+            return f"{self.key} {self.message}"
+        return f"{self.key} = {_show(self.value)}: {self.message}"
+
+
+def _no_bool(value: Any) -> Any:
+    # pydantic would take true as 1; in config that is always a mistake.
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+def _scalar_to_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Label = Annotated[str, StringConstraints(pattern=_LABEL, max_length=63)]
+Tag = Annotated[str, StringConstraints(pattern=_TAG)]
+Host = Annotated[str, StringConstraints(pattern=_HOST, max_length=253)]
+Quantity = Annotated[str, BeforeValidator(_scalar_to_str), StringConstraints(pattern=_QUANTITY)]
+EnvValue = Annotated[str, BeforeValidator(_scalar_to_str)]
+EnvName = Annotated[str, StringConstraints(pattern=_ENV_NAME)]
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+$", to_lower=True)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+
+def _conflict(message: str) -> PydanticCustomError:
+    return PydanticCustomError("setting_conflict", message)
+
+
+class HeaderMatch(_Model):
+    """How one request header must match: exactly one of exact, prefix, regex."""
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HeaderMatch:
+        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) != 1:
+            raise _conflict("must set exactly one of exact, prefix, regex")
+        return self
+
+    @property
+    def kind(self) -> Literal["exact", "prefix", "regex"]:
+        if self.exact is not None:
+            return "exact"
+        return "prefix" if self.prefix is not None else "regex"
+
+    @property
+    def value(self) -> str:
+        return next(v for v in (self.exact, self.prefix, self.regex) if v is not None)
+
+
+class MatchRule(_Model):
+    """An A/B rule: requests matching all of its conditions go to the canary."""
+
+    headers: dict[HeaderName, HeaderMatch] | None = None
+    cookie: Annotated[str, StringConstraints(pattern=r"^[^;=\s]+=[^;\s]*$")] | None = None
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> MatchRule:
+        if not self.headers and self.cookie is None:
+            raise _conflict("must set headers, cookie or both")
+        if self.cookie is not None and "cookie" in (self.headers or {}):
+            raise _conflict("use either the cookie field or a 'cookie' header match, not both")
+        return self
+
+
+class ParentRef(_Model):
+    """A Gateway API parent (Gateway, or Service for mesh routing)."""
+
+    name: Annotated[str, StringConstraints(min_length=1)]
+    namespace: Label | None = None
+    section_name: str | None = None
+
+
+class SessionAffinity(_Model):
+    """Cookie-based stickiness of a client to one backend pod."""
+
+    cookie_name: Annotated[str, StringConstraints(pattern=_TOKEN)]
+    max_age: Annotated[str, StringConstraints(pattern=_DURATION)]
+
+    @property
+    def max_age_seconds(self) -> int:
+        units = {"h": 3600, "m": 60, "s": 1}
+        return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", self.max_age))
+
+
+class ResourceList(_Model):
+    """CPU and memory quantities."""
+
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class Resources(_Model):
+    """Container resource requests and limits."""
+
+    requests: ResourceList | None = None
+    limits: ResourceList | None = None
+
+
+class Hpa(_Model):
+    """A HorizontalPodAutoscaler for the primary Deployment."""
+
+    min_replicas: Annotated[Int, Field(ge=1)] = 1
+    max_replicas: Annotated[Int, Field(ge=1)]
+    cpu_utilization: Annotated[Int, Field(ge=1, le=100)] = 80
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Hpa:
+        if self.min_replicas > self.max_replicas:
+            raise _conflict("minReplicas must not exceed maxReplicas")
+        return self
+
+
+class ServiceSettings(_Model):
+    """Everything the Pulumi program needs for one service; built from the stack config."""
+
+    app: Annotated[str, StringConstraints(pattern=_LABEL, max_length=50)]
+    namespace: Label = "default"
+    image: Annotated[str, StringConstraints(pattern=_REPO, max_length=255)]
+    stable_version: Tag
+    canary_version: Tag | None = None
+    canary_weight: Annotated[Int, Field(ge=0, le=100)] = 0
+    canary_replicas: Annotated[Int, Field(ge=0)] = 0
+    replicas: Annotated[Int, Field(ge=0)] = 2
+    port: Annotated[Int, Field(ge=1, le=65535)] = 8080
+    router: Literal["istio", "gateway-api"] = "istio"
+    hosts: Annotated[list[Host], Field(min_length=1)] = Field(
+        default_factory=lambda data: [data["app"]] if "app" in data else []
+    )
+    gateways: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)
+    parent_refs: list[ParentRef] = Field(default_factory=list)
+    match: list[MatchRule] = Field(default_factory=list)
+    mirror: bool = False
+    mirror_weight: Annotated[Int, Field(ge=0, le=100)] = 100
+    session_affinity: SessionAffinity | None = None
+    resources: Resources | None = None
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    readiness_path: Annotated[str, StringConstraints(pattern=r"^/\S*$")] = "/healthz"
+    hpa: Hpa | None = None
+    progress_deadline_seconds: Annotated[Int, Field(ge=1)] = 600
+    await_timeout_seconds: Annotated[Int, Field(ge=1)] = 300
+    # Opaque here: the rollout driver owns and validates the analysis schema.
+    analysis: dict[str, Any] | None = None
+
+    @field_validator("gateways")
+    @classmethod
+    def _gateways_need_istio(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and info.data.get("router") == "gateway-api":
+            raise _conflict("applies only to router=istio; for gateway-api set parentRefs")
+        return value
+
+    @field_validator("parent_refs")
+    @classmethod
+    def _parent_refs_need_gateway_api(
+        cls, value: list[ParentRef], info: ValidationInfo
+    ) -> list[ParentRef]:
+        if value and info.data.get("router") == "istio":
+            raise _conflict("applies only to router=gateway-api; for istio set gateways")
+        return value
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror_needs_zero_weight(cls, value: bool, info: ValidationInfo) -> bool:
+        weight = info.data.get("canary_weight", 0)
+        if value and weight:
+            raise _conflict(
+                f"mirroring needs canaryWeight = 0 (it is {weight}): mirrored traffic is a "
+                "copy of live traffic, so set canaryWeight to 0 or mirror to false"
+            )
+        return value
+
+    @field_validator("session_affinity")
+    @classmethod
+    def _affinity_needs_istio(
+        cls, value: SessionAffinity | None, info: ValidationInfo
+    ) -> SessionAffinity | None:
+        if value is not None and info.data.get("router") == "gateway-api":
+            raise _conflict(
+                "sessionAffinity is not supported by the gateway-api router; use router=istio"
+            )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _version_is_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        if "VERSION" in value:
+            raise _conflict("must not set VERSION: the component sets it to the running version")
+        return value
+
+    @property
+    def effective_canary_version(self) -> str:
+        return self.canary_version or self.stable_version
+
+    @property
+    def stable_image(self) -> str:
+        return f"{self.image}:{self.stable_version}"
+
+    @property
+    def canary_image(self) -> str:
+        return f"{self.image}:{self.effective_canary_version}"
+
+    @property
+    def primary_weight(self) -> int:
+        return 100 - self.canary_weight
+
+    @property
+    def primary_name(self) -> str:
+        return f"{self.app}-primary"
+
+    @property
+    def canary_name(self) -> str:
+        return f"{self.app}-canary"
+
+
+def _is_text(annotation: Any) -> bool:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return all(isinstance(a, str) for a in args)
+    if origin is Annotated or origin in (Union, UnionType):
+        return len(args) >= 1 and _is_text(args[0])
+    return annotation is str
+
+
+def config_keys() -> dict[str, bool]:
+    """Every known config key, as typed in config, -> whether its value is plain text.
+
+    Pulumi hands every config value over as a string; only non-text values are JSON.
+    """
+    return {
+        field.alias or name: _is_text(field.annotation)
+        for name, field in ServiceSettings.model_fields.items()
+    }
+
+
+_MISSING_PLACEHOLDER = {"app": "<name>", "image": "<repository>", "stableVersion": "<tag>"}
+RULES["env[key]"] = "variable names must match [-._a-zA-Z][-._a-zA-Z0-9]*"
+RULES["match.headers[key]"] = "header names may contain only letters, digits and '-'"
+
+
+def load_settings(raw: Mapping[str, Any], *, project: str = PROJECT) -> ServiceSettings:
+    """Validate config (keys without the project prefix, values parsed) into ServiceSettings.
+
+    Raises SettingsError listing every bad key with its value and what is allowed.
+    """
+    if not isinstance(raw, Mapping):
+        raise SettingsError([Problem(project, "config must be a map of keys to values", raw)])
+    try:
+        return ServiceSettings.model_validate(dict(raw), by_alias=True, by_name=False)
+    except ValidationError as err:
+        problems = [p for e in err.errors() if (p := _problem(e, project)) is not None]
+        raise SettingsError(problems) from None
+
+
+def _problem(error: Any, project: str) -> Problem | None:
+    kind, loc = error["type"], tuple(error["loc"])
+    if kind == "default_factory_not_called":
+        return None  # a consequence of another reported error
+    path = _config_path(loc)
+    key = f"{project}:{path}"
+    if kind == "missing":
+        return Problem(key, _missing_hint(loc, path), has_value=False)
+    if kind == "extra_forbidden":
+        return Problem(key, _unknown_hint(loc), error["input"])
+    if kind == "setting_conflict":
+        return Problem(key, error["msg"], error["input"])
+    return Problem(key, _rule(loc) or error["msg"], error["input"])
+
+
+def _config_path(loc: tuple[Any, ...]) -> str:
+    """A loc as `pulumi config set --path` spells it, e.g. match[0].headers["x-user"]."""
+    path = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            path += f".{part}" if path else part
+        else:
+            path += f'["{part}"]'
+    return path
+
+
+def _rule(loc: tuple[Any, ...]) -> str | None:
+    names = [p for p in loc if isinstance(p, str) and p != "[key]"]
+    if loc and loc[-1] == "[key]":
+        key_rule = RULES.get(".".join(_known_prefix(names[:-1])) + "[key]")
+        if key_rule:
+            return key_rule
+    for end in range(len(names), 0, -1):
+        rule = RULES.get(".".join(names[:end]))
+        if rule:
+            return rule
+    return None
+
+
+def _known_prefix(names: list[str]) -> list[str]:
+    # Drop user-chosen map keys (header or variable names) so the path names only fields.
+    return [n for n in names if n in _FIELD_NAMES]
+
+
+def _missing_hint(loc: tuple[Any, ...], path: str) -> str:
+    placeholder = _MISSING_PLACEHOLDER.get(path, "<value>")
+    flag = "--path " if len(loc) > 1 else ""
+    hint = f"is not set: run `pulumi config set {flag}{path} {placeholder}`"
+    rule = _rule(loc)
+    return f"{hint}; it {rule}" if rule else hint
+
+
+def _unknown_hint(loc: tuple[Any, ...]) -> str:
+    if len(loc) > 1:
+        top = str(loc[0])
+        return f"is not a known field; {top} {RULES[top]}"
+    known = list(config_keys())
+    close = difflib.get_close_matches(str(loc[0]), known, n=1)
+    maybe = f"did you mean {close[0]}? " if close else ""
+    return f"is not a known setting; {maybe}known settings: {', '.join(known)}"
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str, sort_keys=False)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+_FIELD_NAMES = frozenset(
+    field.alias or name
+    for model in (
+        ServiceSettings,
+        MatchRule,
+        HeaderMatch,
+        ParentRef,
+        SessionAffinity,
+        Resources,
+        ResourceList,
+        Hpa,
+    )
+    for name, field in model.model_fields.items()
+)

@@ -1,0 +1,58 @@
+"""Reads the live routing weights and versions back from the cluster (kubernetes client)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from rollout.errors import InfrastructureError
+from rollout.ports import LiveView
+
+ROUTES = {
+    "istio": ("networking.istio.io", "v1", "virtualservices"),
+    "gateway-api": ("gateway.networking.k8s.io", "v1", "httproutes"),
+}
+
+
+def _route_weights(route: dict[str, Any], router: str, app: str) -> tuple[int | None, int | None]:
+    weights: dict[str, int] = {}
+    if router == "istio":
+        for http in route["spec"].get("http", []):
+            if http.get("name") == "primary" or not http.get("match"):
+                for dest in http.get("route", []):
+                    weights[dest["destination"]["host"]] = int(dest.get("weight", 0))
+    else:
+        for rule in route["spec"].get("rules", []):
+            if not rule.get("matches") or rule.get("name") == "primary":
+                for ref in rule.get("backendRefs", []):
+                    weights[ref["name"]] = int(ref.get("weight", 1))
+    return weights.get(f"{app}-primary"), weights.get(f"{app}-canary")
+
+
+class ClusterReadback:
+    def __init__(self, *, app: str, namespace: str, router: str,
+                 kubeconfig: str | None = None) -> None:
+        self.app, self.namespace, self.router = app, namespace, router
+        self._api = config.new_client_from_config(config_file=kubeconfig)
+
+    def live(self) -> LiveView:
+        try:
+            group, version, plural = ROUTES[self.router]
+            route = client.CustomObjectsApi(self._api).get_namespaced_custom_object(
+                group, version, self.namespace, plural, self.app)
+            primary_weight, canary_weight = _route_weights(route, self.router, self.app)
+            apps = client.AppsV1Api(self._api)
+            primary = apps.read_namespaced_deployment(f"{self.app}-primary", self.namespace)
+            canary = apps.read_namespaced_deployment(f"{self.app}-canary", self.namespace)
+        except ApiException as err:
+            raise InfrastructureError(
+                f"could not read {self.app}'s live objects in namespace {self.namespace}: "
+                f"{err.status} {err.reason}") from err
+        labels = primary.spec.template.metadata.labels or {}
+        return LiveView(
+            primary_weight=primary_weight, canary_weight=canary_weight,
+            primary_version=labels.get("app.kubernetes.io/version"),
+            canary_replicas=canary.spec.replicas,
+        )
