@@ -39,6 +39,11 @@ class CanaryService(pulumi.ComponentResource):
     ) -> None:
         super().__init__("canary:index:CanaryService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self.namespace = None
+        if settings.create_namespace:
+            self.namespace = k8s.core.v1.Namespace(
+                settings.namespace, metadata={"name": settings.namespace}, opts=child)
+            child = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         self.settings = settings
         self.primary_deployment = _deployment(settings, track="primary", opts=child)
         self.canary_deployment = _deployment(settings, track="canary", opts=child)

@@ -247,6 +247,8 @@ class ServiceSettings(_Model):
 
     app: Annotated[str, StringConstraints(pattern=_LABEL, max_length=50)]
     namespace: Label = "default"
+    # Whether this stack owns (creates and deletes) its namespace.
+    create_namespace: bool = False
     image: Annotated[str, StringConstraints(pattern=_REPO, max_length=255)]
     stable_version: Tag
     canary_version: Tag | None = None

@@ -28,6 +28,7 @@ from tests.unit.fakes import (
 )
 
 STACK = "lab"
+SUCCESS_RATE = [{"name": "request-success-rate", "thresholdRange": {"min": 99}}]
 
 
 def make(tmp_path: Path, *, policy: dict[str, Any] | None = None,
@@ -37,7 +38,9 @@ def make(tmp_path: Path, *, policy: dict[str, Any] | None = None,
     stack = stack or FakeStack()
     analysis = analysis or ScriptedAnalysis()
     journal = Journal(tmp_path / "journal", STACK)
-    pol: Policy = load_policy(policy or {"interval": "10s", "stepWeight": 20, "maxWeight": 60})
+    raw = {"metrics": SUCCESS_RATE, **(policy or {"interval": "10s", "stepWeight": 20,
+                                                  "maxWeight": 60})}
+    pol: Policy = load_policy(raw)
     driver = Driver(
         stack=stack, analysis=analysis, readback=FakeReadback(stack), journal=journal,
         webhooks=hooks or WebhookCaller([]), notifier=NopNotifier(), clock=clock or FakeClock(),
@@ -230,7 +233,7 @@ def test_promote_now_skips_the_remaining_steps(tmp_path: Path) -> None:
 
 
 def _hooks(handler: Any, hooks: list[dict[str, Any]]) -> WebhookCaller:
-    policy = load_policy({"webhooks": hooks})
+    policy = load_policy({"webhooks": hooks, "metrics": SUCCESS_RATE})
     return WebhookCaller(policy.webhooks, transport=httpx.MockTransport(handler), backoff=0)
 
 
