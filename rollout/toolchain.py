@@ -39,6 +39,7 @@ class Toolchain:
     provider_version: str
     etcd: Path
     kwok: Path
+    kwok_stages: Path
     kube_apiserver: Path
     kube_controller_manager: Path
     kube_scheduler: Path
@@ -48,7 +49,8 @@ class Toolchain:
 
     def missing(self) -> list[Path]:
         paths = [
-            self.pulumi, self.provider, self.etcd, self.kwok, self.kube_apiserver,
+            self.pulumi, self.provider, self.etcd, self.kwok, self.kwok_stages,
+            self.kube_apiserver,
             self.kube_controller_manager, self.kube_scheduler, self.istio_crds,
             self.gateway_api_crds,
         ]
@@ -68,6 +70,7 @@ def locate(versions: dict[str, str] | None = None) -> Toolchain:
         provider_version=v["PULUMI_KUBERNETES_VERSION"],
         etcd=tools / f"etcd-{v['ETCD_VERSION']}" / "etcd",
         kwok=tools / f"kwok-{v['KWOK_VERSION']}" / "kwok",
+        kwok_stages=tools / f"kwok-{v['KWOK_VERSION']}" / "stages.yaml",
         kube_apiserver=k8s / "kube-apiserver",
         kube_controller_manager=k8s / "kube-controller-manager",
         kube_scheduler=k8s / "kube-scheduler",

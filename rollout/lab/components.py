@@ -87,8 +87,8 @@ def kube_controller_manager(tools: Toolchain, layout: Layout, ports: Ports, pki:
             f"--root-ca-file={pki.ca_cert}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--use-service-account-credentials=false",
-            # Fake nodes never run kubelets; don't evict their pods or wait on cloud routes.
-            "--controllers=*,-nodelifecycle,-cloud-node-lifecycle,-route,-service",
+            # No cloud here: skip the controllers that wait on a cloud provider.
+            "--controllers=*,-cloud-node-lifecycle,-route,-service",
         ],
         port=ports.controller_manager,
         health_url=f"https://127.0.0.1:{ports.controller_manager}/healthz",
@@ -114,7 +114,7 @@ def kwok(tools: Toolchain, layout: Layout, ports: Ports) -> Component:
         name="kwok",
         argv=[
             str(tools.kwok), f"--kubeconfig={layout.kubeconfig}",
-            f"--config={layout.root / 'kwok.yaml'}",
+            f"--config={tools.kwok_stages}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-ip=127.0.0.1", "--cidr=10.244.0.1/16",

@@ -492,16 +492,15 @@ class Backends:
 
     DRAIN_SECONDS = 2.0
 
-    def __init__(self, on_change: Callable[[Mapping[str, tuple[str, int]]], None] | None = None,
-                 starter: Callable[[str], tuple[subprocess.Popen[bytes], int]] = start_demoapp
-                 ) -> None:
+    def __init__(
+        self, on_change: Callable[[Mapping[str, tuple[str, int]]], None] | None = None
+    ) -> None:
         self._current: dict[str, Backend] = {}
         self._retiring: set[Backend] = set()
         self._wanted: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self._apply_locks: dict[str, threading.Lock] = {}
         self.on_change = on_change
-        self._starter = starter
         self._closed = False
 
     def current(self, workload: str) -> Backend | None:
@@ -522,13 +521,17 @@ class Backends:
         with apply_lock:
             version = self._wanted.get(workload)
             old = self._current.get(workload)
-            if self._closed or (old is not None and old.version == version
-                                and old.proc.poll() is None) or (old is None and version is None):
+            dead = old is not None and old.proc.poll() is not None
+            if self._closed or (old is None and version is None) or (
+                    old is not None and old.version == version and not dead):
                 return
+            if dead and old is not None:
+                log.warning("%s %s exited (%s); restarting it", workload, old.version,
+                            old.proc.returncode)
             new = None
             if version is not None:
                 try:
-                    proc, port = self._starter(version)
+                    proc, port = start_demoapp(version)
                 except (OSError, RuntimeError) as err:
                     log.error("cannot start %s %s: %s", workload, version, err)
                     return
@@ -537,6 +540,7 @@ class Backends:
             with self._lock:
                 if new is None:
                     self._current.pop(workload, None)
+                    log.info("stopping %s: its Deployment declares no replicas", workload)
                 else:
                     self._current[workload] = new
             self._changed()
@@ -557,12 +561,9 @@ class Backends:
         timer.start()
 
     def revive(self) -> None:
-        """Restarts any backend whose process died."""
-        for workload, backend in list(self._current.items()):
-            if backend.proc.poll() is not None and not self._closed:
-                log.warning("%s %s exited (%s); restarting", workload, backend.version,
-                            backend.proc.returncode)
-                self._reconcile(workload)
+        """Restarts dead backends and retries failed starts."""
+        for workload in list(self._wanted):
+            self._reconcile(workload)
 
     def _changed(self) -> None:
         if self.on_change is not None:

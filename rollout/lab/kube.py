@@ -107,10 +107,12 @@ def wait_default_service_account(api: client.ApiClient, timeout: float = 60) -> 
 
 
 def nodes_ready(api: client.ApiClient) -> list[str]:
+    """Nodes that are Ready and schedulable (the not-ready taint is lifted)."""
     core = client.CoreV1Api(api)
     ready = []
     for node in core.list_node().items:
         conditions = (node.status and node.status.conditions) or []
-        if any(c.type == "Ready" and c.status == "True" for c in conditions):
+        tainted = any(t.effect == "NoSchedule" for t in (node.spec.taints or []))
+        if not tainted and any(c.type == "Ready" and c.status == "True" for c in conditions):
             ready.append(node.metadata.name)
     return ready

@@ -108,7 +108,6 @@ class Lab:
         (layout.prometheus / "prometheus.yml").write_text(
             components.prometheus_config(layout, self.ports)
         )
-        (layout.root / "kwok.yaml").touch()
         if not layout.passphrase.exists():
             layout.passphrase.write_text(secrets.token_urlsafe(24))
             layout.passphrase.chmod(0o600)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 
 from rollout.errors import InvalidInput, LabError
+from rollout.lab.dataplane import script_argv
 from rollout.lab.layout import Layout, Ports
 from rollout.lab.processes import ProcessTable, port_in_use
 
@@ -50,8 +50,7 @@ class TrafficStatus:
 
 
 def _script(name: str) -> list[str]:
-    # By path with -P: these scripts need no `rollout` import, which would cost seconds each.
-    return [sys.executable, "-P", str(_LAB_DIR / name)]
+    return script_argv(str(_LAB_DIR / name))
 
 
 def _free_port() -> int:
@@ -145,6 +144,8 @@ class Traffic:
     def start(self) -> TrafficStatus:
         """Starts whatever is not running; a second call changes nothing."""
         if self.processes.running(self.dataplane_name) is None:
+            # A load generator left from an earlier data plane may aim at other ports.
+            self.processes.stop(self.loadgen_name)
             ports = (self.ports if isinstance(self.ports, TrafficPorts)
                      else pick_ports(self.ports, self.namespace, self.app))
             self._start_dataplane(ports)

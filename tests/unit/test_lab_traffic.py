@@ -284,6 +284,15 @@ def test_proxy_routes_switches_versions_without_a_gap_and_counts(
 
     dp.backends.want("demo-canary", None)
     assert _get(port)[0] == 503
+    primary = dp.backends.current("demo-primary")
+    assert primary is not None
+    primary.proc.kill()
+    primary.proc.wait()
+    dp.backends.revive()
+    revived = dp.backends.current("demo-primary")
+    assert revived is not None and revived.proc.pid != primary.proc.pid
+    dp.apply_object(None)
+    assert _get(port)[:2] == (200, "v1")
     text = dp.telemetry.render()
     assert 'destination_workload="demo-canary",destination_workload_namespace="shop"' in text
     assert 'lab_unrouted_requests_total{reason="no_backend",destination="demo-canary"}' in text
