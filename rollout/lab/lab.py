@@ -170,7 +170,9 @@ class Lab:
     # -- down, status, env ----------------------------------------------------------------
 
     def down(self, *, wipe: bool = False, progress: Progress = print) -> list[str]:
-        stopped = []
+        from rollout.lab.traffic import stop_all
+
+        stopped = stop_all(self.layout)
         for name in reversed(self.component_names()):
             if self.processes.stop(name):
                 stopped.append(name)

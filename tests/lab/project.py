@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,10 @@ def make_project(tmp: Path, *, base: str = "lab", overrides: dict[str, Any] | No
                  stack: str | None = None) -> tuple[Path, str, str]:
     """Copies Pulumi.yaml and stacks/Pulumi.<base>.yaml into `tmp` under a fresh stack name."""
     root = project_root()
-    shutil.copy(root / "Pulumi.yaml", tmp / "Pulumi.yaml")
+    settings = yaml.safe_load((root / "Pulumi.yaml").read_text())
+    # The driver runs the program in-process; `main` would point at a folder not copied here.
+    settings.pop("main", None)
+    (tmp / "Pulumi.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     (tmp / "stacks").mkdir(exist_ok=True)
     stack = stack or f"it-{uuid.uuid4().hex[:6]}"
     namespace = f"{stack}-ns"
