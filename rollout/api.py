@@ -79,11 +79,12 @@ class Rollouts:
     """Everything a person or pipeline does with the rollouts of one stack."""
 
     def __init__(self, *, stack: str, project_dir: Path | None = None,
-                 on_progress: Progress | None = None) -> None:
+                 on_progress: Progress | None = None, journal_directory: Path | None = None
+                 ) -> None:
         self.stack_name = validate_stack_name(stack)
         self.project_dir = project_dir or project_root()
         self.on_progress = on_progress
-        self.journal = Journal(journal_dir(), self.stack_name)
+        self.journal = Journal(journal_directory or journal_dir(), self.stack_name)
         self._adapter: StackAdapter | None = None
 
     @property

@@ -211,5 +211,52 @@ def status(stack: StackOption, output: OutputOption = Output.text) -> None:
         out.print(history_table(history[-10:]))
 
 
+@app.command()
+def demo(
+    rps: Annotated[float, typer.Option(help="load generator rate")] = 20.0,
+    output: OutputOption = Output.text,
+) -> None:
+    """Lab up, deploy demo v1, roll out v2 (promoted) and v3 (caught, reverted), report."""
+    import time as _time
+
+    from rollout.demo import run_demo
+    from rollout.display import ProgressPrinter
+
+    started = _time.monotonic()
+    try:
+        runs = run_demo(progress=ProgressPrinter(console), rps=rps,
+                        say=lambda msg: console.print(f"[bold cyan]demo[/bold cyan] {msg}"))
+    except RolloutError as err:
+        raise fail(err) from err
+    total = _time.monotonic() - started
+    ok = all(r.as_expected for r in runs)
+    if output is Output.json:
+        out.print_json(json.dumps({"ok": ok, "seconds": round(total, 1), "runs": [
+            {"version": r.version, "expected": r.expected, "seconds": round(r.seconds, 1),
+             "reports": {k: str(v) for k, v in r.reports.items()}, **r.result.to_dict()}
+            for r in runs]}, default=str))
+    else:
+        _demo_summary(runs, total)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _demo_summary(runs: list, total: float) -> None:  # noqa: ANN001
+    table = Table("version", "expected", "outcome", "analyses (weight, verdict)", "time",
+                  title="demo")
+    for r in runs:
+        state = r.result.state
+        verdicts = " ".join(f"{a['weight']}%{'✓' if a['passed'] else '✗'}"
+                            for a in state.analyses)
+        colour = "green" if r.as_expected else "red"
+        table.add_row(r.version, r.expected, f"[{colour}]{r.result.outcome}[/]", verdicts,
+                      f"{r.seconds:.0f}s")
+    out.print(table)
+    for r in runs:
+        out.print(f"[bold]{r.version}[/bold] {r.result.outcome}: {r.result.reason}")
+        if r.reports:
+            out.print(f"  report: {r.reports.get('html')}")
+    out.print(f"demo finished in {total:.0f}s")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

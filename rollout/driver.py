@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from rollout.errors import Aborted, InfrastructureError, InvalidInput, RolloutError
+from rollout.errors import Aborted, InfrastructureError, InvalidInput, RolloutError, StackLocked
 from rollout.journal import Journal
 from rollout.notify import Notifier
 from rollout.policy import HookType, Policy
@@ -29,6 +29,7 @@ ROUTER_TYPES = {
     "pulumi:pulumi:Stack",
 }
 Progress = Callable[[RolloutState, str], None]
+LOCK_WAIT_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -305,8 +306,21 @@ class Driver:
         if weight_only and self.targeted_steps:
             targets = self.stack.resource_urns(types=ROUTER_TYPES) or None
         self._progress(state, f"pulumi up: {what}")
-        summary = self.stack.up(targets=targets, message=f"rollout {state.rollout_id}: {what}")
-        return summary.seconds
+        waited = 0.0
+        while True:
+            try:
+                summary = self.stack.up(targets=targets,
+                                        message=f"rollout {state.rollout_id}: {what}")
+                return summary.seconds
+            except StackLocked:
+                # A killed driver's update may still be finishing, or left a stale lock.
+                if self.stack.clear_stale_lock():
+                    self._progress(state, "cleared a stale Pulumi lock left by a dead process")
+                    continue
+                if waited >= LOCK_WAIT_SECONDS:
+                    raise
+                self.clock.sleep(2.0)
+                waited += 2.0
 
     def _gate(self, state: RolloutState, hook_type: HookType) -> None:
         while True:

@@ -5,7 +5,10 @@ Everything it returns is plain data, so the rest of the driver can be tested wit
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,6 +146,30 @@ class StackAdapter:
         with _translated(self.stack_name):
             self.stack().cancel()
 
+    def clear_stale_lock(self) -> bool:
+        """Removes the stack's lock when every holder is a dead process on this host.
+
+        Only file backends record the holder's PID; with other backends nothing is cleared.
+        """
+        url = self._env.get("PULUMI_BACKEND_URL", "")
+        if not url.startswith("file://"):
+            return False
+        locks = (Path(url.removeprefix("file://")) / ".pulumi" / "locks" / "organization"
+                 / self.project_name / self.stack_name.split("/")[-1])
+        holders = []
+        for path in locks.glob("*.json"):
+            try:
+                holders.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                return False
+        if not holders:
+            return False
+        host = socket.gethostname()
+        if any(h.get("hostname") != host or _alive(int(h.get("pid", 0))) for h in holders):
+            return False
+        self.cancel()
+        return True
+
     def resource_urns(self, *, types: set[str]) -> list[str]:
         """URNs of the stack's resources of the given Pulumi types (for targeted updates)."""
         with _translated(self.stack_name):
@@ -191,6 +218,18 @@ class _translated:
                 hint=f"create it with `pulumi stack init {self.stack}` or check the name",
             ) from err
         raise StackError(f"pulumi failed on stack {self.stack}:\n{text}") from err
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _tail(text: str, lines: int = 25) -> str:

@@ -70,6 +70,12 @@ class FakeStack:
         return ["urn:pulumi:lab::canary-service::kubernetes:networking.istio.io/v1:"
                 "VirtualService::demo"]
 
+    def clear_stale_lock(self) -> bool:
+        self.cleared_locks = getattr(self, "cleared_locks", 0) + 1
+        return self.stale_lock
+
+    stale_lock: bool = False
+
     def weights_seen(self) -> list[int]:
         return [int(u["config"].get("canaryWeight", "0")) for u in self.ups]
 

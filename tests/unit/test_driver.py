@@ -294,3 +294,32 @@ def test_the_journal_never_holds_secret_values(tmp_path: Path) -> None:
     driver.run("v2")
     assert "s3cret" not in journal.path.read_text()
     assert "s3cret" not in journal.history_path.read_text()
+
+
+def test_a_stale_pulumi_lock_is_cleared_and_the_step_retried(tmp_path: Path) -> None:
+    from rollout.errors import StackLocked
+
+    locked = {"times": 1}
+
+    def lock_once(cfg: dict[str, str], n: int) -> BaseException | None:
+        if n == 1 and locked["times"]:
+            locked["times"] -= 1
+            return StackLocked("stack lab is locked by another update")
+        return None
+
+    stack = FakeStack(fail_when=lock_once)
+    stack.stale_lock = True
+    driver, stack, _, _ = make(tmp_path, stack=stack)
+    assert driver.run("v2").outcome is Outcome.PROMOTED
+    assert stack.cleared_locks == 1
+
+
+def test_a_live_lock_that_never_clears_fails_the_step(tmp_path: Path) -> None:
+    from rollout.errors import StackLocked
+
+    stack = FakeStack(fail_when=lambda cfg, n: StackLocked("locked") if n in (1, *range(2, 200))
+                      and cfg.get("canaryWeight") == "20" else None)
+    driver, stack, _, _ = make(tmp_path, stack=stack)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.ROLLED_BACK
+    assert "locked" in state.reason
