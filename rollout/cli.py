@@ -240,7 +240,7 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
-def _demo_summary(runs: list, total: float) -> None:  # noqa: ANN001
+def _demo_summary(runs: list, total: float) -> None:
     table = Table("version", "expected", "outcome", "analyses (weight, verdict)", "time",
                   title="demo")
     for r in runs:
