@@ -260,3 +260,7 @@ def _demo_summary(runs: list, total: float) -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -19,6 +19,12 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+def install_root() -> Path:
+    """The checkout this package runs from: its toolchain/ and, by default, its lab state."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "toolchain").is_dir() else project_root()
+
+
 def cache_dir() -> Path:
     """Built tools, shared by every checkout on the machine (keyed by version inside)."""
     env = os.environ.get("CANARY_CACHE_DIR")
@@ -28,7 +34,7 @@ def cache_dir() -> Path:
 def state_dir() -> Path:
     """The lab's state: certificates, etcd data, logs, PIDs, the Pulumi backend and home."""
     env = os.environ.get("CANARY_STATE_DIR")
-    return Path(env).resolve() if env else project_root() / ".lab"
+    return Path(env).resolve() if env else install_root() / ".lab"
 
 
 def journal_dir() -> Path:

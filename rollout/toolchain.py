@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollout.errors import ToolchainError
-from rollout.paths import cache_dir, project_root
+from rollout.paths import cache_dir, install_root
 
 PROVIDER_PLUGIN = "resource-kubernetes"
 
 
 def read_versions(path: Path | None = None) -> dict[str, str]:
-    path = path or project_root() / "toolchain" / "versions.env"
+    path = path or install_root() / "toolchain" / "versions.env"
     if not path.exists():
         raise ToolchainError(
             f"{path} is missing",
@@ -84,7 +84,7 @@ def ensure_built() -> Toolchain:
     """Builds what is missing (a warm cache returns at once) and checks the result."""
     tools = locate()
     if tools.missing():
-        script = project_root() / "toolchain" / "build"
+        script = install_root() / "toolchain" / "build"
         result = subprocess.run([str(script)], check=False)
         if result.returncode != 0:
             raise ToolchainError(
@@ -123,7 +123,7 @@ def pulumi_environment(tools: Toolchain, *, pulumi_home: Path, backend_dir: Path
 
     A user's own PULUMI_BACKEND_URL or passphrase settings win over the lab defaults.
     """
-    bin_dirs = [str(tools.pulumi.parent), str(project_root() / "toolchain" / "bin")]
+    bin_dirs = [str(tools.pulumi.parent), str(install_root() / "toolchain" / "bin")]
     env = {
         "PULUMI_HOME": str(pulumi_home),
         "PULUMI_SKIP_UPDATE_CHECK": "true",

@@ -1,0 +1,83 @@
+"""The driver end to end on the lab: real pulumi up, cluster, Prometheus and HTTP traffic."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from rollout.lab.lab import Lab
+from rollout.readback import ClusterReadback
+from tests.lab.project import PREFIX
+from tests.lab.service import Service, deployed_service
+
+
+def _readback(service: Service) -> ClusterReadback:
+    return ClusterReadback(app="demo", namespace=service.namespace, router="istio",
+                           kubeconfig=str(service.lab.layout.kubeconfig))
+
+
+def test_a_good_release_is_promoted(lab: Lab, tmp_path: Path) -> None:
+    with deployed_service(lab, tmp_path) as service:
+        result = service.rollouts.run("v2")
+        assert result.outcome == "promoted", result.reason
+        assert [a["weight"] for a in result.state.analyses] == [20, 50]
+        outputs = service.rollouts.adapter.outputs()
+        assert outputs["stableVersion"] == "v2" and outputs["canaryReplicas"] == 0
+        live = _readback(service).live()
+        assert (live.primary_weight, live.canary_weight) == (100, 0)
+        assert live.primary_version == "v2" and live.canary_replicas == 0
+        config = service.rollouts.adapter.config()
+        assert config[f"{PREFIX}:stableVersion"].value == "v2"
+
+
+def test_a_failing_release_is_reverted_to_exactly_what_was_there(lab: Lab, tmp_path: Path
+                                                                 ) -> None:
+    with deployed_service(lab, tmp_path) as service:
+        config_before = service.rollouts.adapter.config()
+        live_before = service.live()
+        result = service.rollouts.run("v3")
+        assert result.outcome == "rolled-back"
+        assert result.exit_code == 1
+        assert "request-success-rate" in result.reason and "below the minimum 99" in result.reason
+        assert service.rollouts.adapter.config() == config_before
+        assert service.live() == live_before
+
+
+def test_a_driver_killed_mid_rollout_is_resumed_to_the_right_end(lab: Lab, tmp_path: Path
+                                                                 ) -> None:
+    with deployed_service(lab, tmp_path) as service:
+        first = service.cli("run", "--version", "v2")
+        service.wait_journal(lambda s: s["phase"] == "Progressing" and s["step_applied"])
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        assert service.journal()["phase"] not in ("Succeeded", "Failed")
+        resumed = service.cli("resume", "--output", "json")
+        out, err = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, err
+        assert '"outcome": "promoted"' in out
+        live = _readback(service).live()
+        assert live.primary_version == "v2" and (live.primary_weight, live.canary_weight) == (
+            100, 0)
+
+
+def test_a_second_driver_is_refused_and_sigterm_reverts(lab: Lab, tmp_path: Path) -> None:
+    with deployed_service(lab, tmp_path) as service:
+        config_before = service.rollouts.adapter.config()
+        first = service.cli("run", "--version", "v2")
+        service.wait_journal(lambda s: s["phase"] == "Progressing")
+        second = service.cli("run", "--version", "v2")
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 3
+        assert "another rollout driver is running" in err
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=300)
+        assert first.returncode == 4, err
+        state = service.journal()
+        assert state["phase"] == "Failed" and state["outcome"] == "aborted"
+        assert "SIGTERM" in state["reason"]
+        time.sleep(0.5)
+        assert service.rollouts.adapter.config() == config_before
+        live = _readback(service).live()
+        assert (live.primary_weight, live.canary_weight) == (100, 0)
+        assert live.primary_version == "v1"
