@@ -27,8 +27,16 @@ def project_main(root: Path) -> Path:
     return main / "__main__.py" if main.is_dir() else main
 
 
+def project_root(start: Path) -> Path:
+    """The CLI starts plugins in the program's folder; the project file may be above it."""
+    for folder in [start, *start.parents]:
+        if (folder / "Pulumi.yaml").exists():
+            return folder
+    raise SystemExit(f"no Pulumi.yaml in {start} or above")
+
+
 def program() -> None:
-    root = Path(os.getcwd())
+    root = project_root(Path(os.getcwd()))
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     runpy.run_path(str(project_main(root)), run_name="__main__")
@@ -40,7 +48,9 @@ def serve() -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop(0))
+    # The CLI ends its plugins with SIGINT/SIGTERM once the update is done.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: server.stop(0))
     server.wait_for_termination()
 
 
