@@ -274,6 +274,7 @@ class ServiceSettings(_Model):
     await_timeout_seconds: Annotated[Int, Field(ge=1)] = 300
     # Opaque here: the rollout driver owns and validates the analysis schema.
     analysis: dict[str, Any] | None = None
+    promotion: dict[str, Any] | None = None
 
     @field_validator("gateways")
     @classmethod

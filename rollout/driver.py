@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -308,10 +309,10 @@ class Driver:
         self._progress(state, f"pulumi up: {what}")
         waited = 0.0
         while True:
+            started = time.monotonic()
             try:
-                summary = self.stack.up(targets=targets,
-                                        message=f"rollout {state.rollout_id}: {what}")
-                return summary.seconds
+                self.stack.up(targets=targets, message=f"rollout {state.rollout_id}: {what}")
+                return time.monotonic() - started
             except StackLocked:
                 # A killed driver's update may still be finishing, or left a stale lock.
                 if self.stack.clear_stale_lock():
