@@ -81,12 +81,20 @@ def lab_down(
 def lab_status(output: OutputOption = Output.text) -> None:
     """Report each lab component; exits 3 when any is not healthy."""
     from rollout.lab.lab import Lab
+    from rollout.lab.traffic import running_traffic
 
-    statuses = Lab().status()
+    lab = Lab()
+    statuses = lab.status()
+    traffic = [t.status() for t in running_traffic(lab.layout)]
     if output is Output.json:
-        out.print_json(json.dumps([{**s.__dict__, "state": s.state} for s in statuses]))
+        out.print_json(json.dumps({
+            "components": [{**s.__dict__, "state": s.state} for s in statuses],
+            "traffic": [{**t.__dict__, "state": t.state} for t in traffic]}, default=str))
     else:
         out.print(_status_table(statuses))
+        for t in traffic:
+            out.print(f"traffic {t.name}: {t.state} at {t.url}, weights {t.weights}, "
+                      f"versions {t.backends}")
     if not statuses or not all(s.healthy for s in statuses):
         raise typer.Exit(3)
 
@@ -256,6 +264,131 @@ def _demo_summary(runs: list, total: float) -> None:
         if r.reports:
             out.print(f"  report: {r.reports.get('html')}")
     out.print(f"demo finished in {total:.0f}s")
+
+
+# -- environments: release what one stack proved onto the next (rollout.promotion) ----------
+
+
+def _gates_table(check) -> Table:
+    table = Table("gate", "", "detail", title=f"release {check.version or '?'} from "
+                  f"{check.source} to {check.target}")
+    for gate in check.gates:
+        mark = "[green]met[/green]" if gate.passed else "[red]NOT MET[/red]"
+        fix = f"\n[dim]fix: {gate.fix}[/dim]" if gate.fix and not gate.passed else ""
+        table.add_row(gate.name, mark, gate.detail + fix)
+    return table
+
+
+@app.command("release")
+def release_env(
+    target: Annotated[str, typer.Option("--to", help="the stack (environment) to release onto")],
+    source: Annotated[str | None, typer.Option(
+        "--from", help="the stack that proved the version "
+        "(default: canary-service:promotion.from of the target)")] = None,
+    approve: Annotated[bool, typer.Option(
+        "--approve", help="the manual approval, when the target requires one")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="release even a version the target has rolled back before")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="only evaluate the gates: exit 0 ready, 5 not")] = False,
+    output: OutputOption = Output.text,
+) -> None:
+    """Roll the version SOURCE runs out on TARGET, with TARGET's policy, once every gate is met."""
+    from rollout.display import ProgressPrinter
+    from rollout.promotion import GateNotMet, Release
+
+    try:
+        release = Release(target=target, source=source, on_progress=ProgressPrinter(console))
+        check = release.check(approve=approve, force=force)
+        if dry_run:
+            _dry_run(check, output)
+        console.print(_gates_table(check))
+        result = release.apply(check, force=force)
+    except GateNotMet as err:
+        if output is Output.json:
+            out.print_json(json.dumps(err.check.to_dict()))
+        raise fail(err) from err
+    except RolloutError as err:
+        raise fail(err) from err
+    _finish(result, output)
+
+
+def _dry_run(check, output: Output) -> None:
+    if output is Output.json:
+        out.print_json(json.dumps(check.to_dict()))
+    else:
+        out.print(_gates_table(check))
+        verdict = "up to date" if check.up_to_date else "ready" if check.ready else "blocked"
+        out.print(f"{check.target}: {verdict}")
+    raise typer.Exit(0 if check.ready or check.up_to_date else 5)
+
+
+@app.command("approve-release")
+def approve_release_cmd(
+    target: Annotated[str, typer.Option("--to", help="the stack the release goes to")],
+    version: Annotated[str, typer.Option("--version", "-v", help="the version approved")],
+    by: Annotated[str | None, typer.Option(help="who approves (default: $USER)")] = None,
+) -> None:
+    """Record a manual approval of releasing VERSION onto TARGET (for requireApproval)."""
+    import os
+
+    from rollout.promotion import approve_release
+
+    who = by or os.environ.get("USER") or "unknown"
+    try:
+        approve_release(target, version, by=who)
+    except RolloutError as err:
+        raise fail(err) from err
+    console.print(f"release of {version} to {target} approved by {who}")
+
+
+@app.command()
+def envs(
+    stacks: Annotated[str | None, typer.Option(
+        help="comma-separated stacks in pipeline order, e.g. dev,staging,prod "
+        "(default: every stacks/Pulumi.<name>.yaml)")] = None,
+    output: OutputOption = Output.text,
+) -> None:
+    """Each environment's stable version, last rollout, and what is ready to release into it."""
+    from rollout.environments import pipeline
+
+    names = [s.strip() for s in stacks.split(",") if s.strip()] if stacks else None
+    try:
+        views = pipeline(names)
+    except RolloutError as err:
+        raise fail(err) from err
+    if output is Output.json:
+        out.print_json(json.dumps([v.to_dict() for v in views]))
+        return
+    out.print(_envs_table(views))
+
+
+def _envs_table(views: list) -> Table:
+    from rollout.promotion import when
+
+    table = Table("env", "stable", "running", "last rollout", "release into it",
+                  title="environments")
+    for view in views:
+        env = view.env
+        last = env.last_rollout
+        rollout = (f"{last.candidate} {last.outcome or last.phase} {when(last.updated_at)}"
+                   if last else "-")
+        running = (env.deployed_image or "-").rsplit(":", 1)[-1] if env.exists else "no stack"
+        table.add_row(env.stack, env.stable_version or "-", running, rollout,
+                      _release_cell(view))
+    return table
+
+
+def _release_cell(view) -> str:
+    check = view.release
+    if check is None:
+        return "-"
+    head = f"{check.version or '?'} from {check.source}"
+    if check.up_to_date:
+        return f"{head}: up to date"
+    if check.ready:
+        return f"{head}: [green]ready[/green]"
+    return f"{head}: [red]blocked[/red] by " + ", ".join(g.name for g in check.unmet)
 
 
 def main() -> None:  # pragma: no cover - console entry point
