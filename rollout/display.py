@@ -26,11 +26,16 @@ class ProgressPrinter:
     def __call__(self, state: RolloutState, message: str) -> None:
         elapsed = time.monotonic() - self.started
         colour = PHASE_COLOURS.get(str(state.phase), "white")
-        step = f"step {state.step + 1}/{self.steps}" if self.steps and state.step >= 0 else ""
+        steps = self.steps or state.total_steps
+        step = f"step {state.step + 1}/{steps}" if steps and state.step >= 0 else ""
+        left = ""
+        if steps and not state.phase.terminal and state.interval_seconds:
+            remaining = steps - max(state.step, 0)
+            left = f"~{remaining * state.interval_seconds:.0f}s left"
         self.console.print(
             f"[dim]{elapsed:6.1f}s[/dim] [{colour}]{state.phase!s:<16}[/{colour}] "
-            f"{step:<10} canary {state.weight:>3}%  failed checks {state.failed_checks}  "
-            f"{message}"
+            f"{step:<10} canary {state.weight:>3}%  failed {state.failed_checks}  "
+            f"{left:<10} {message}"
         )
 
 

@@ -113,7 +113,9 @@ class Driver:
     def _begin(self, candidate: str) -> RolloutState:
         entries = self.stack.config()
         state = RolloutState(stack=self.stack_name, candidate=candidate,
-                             stable=self.target.stable_version, last_good=captured(entries))
+                             stable=self.target.stable_version, last_good=captured(entries),
+                             total_steps=len(self.schedule),
+                             interval_seconds=self.policy.interval_seconds)
         if candidate == self.target.stable_version:
             state = state.moved(phase=Phase.SUCCEEDED, outcome=Outcome.NOTHING_TO_DO,
                                 reason=f"{candidate} is already the stable version")

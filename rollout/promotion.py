@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infra.settings import PROJECT
-from rollout.api import RolloutResult, Rollouts
+from rollout.api import VERSION_TAG, RolloutResult, Rollouts
 from rollout.driver import Progress
 from rollout.durations import format_duration, parse_duration
 from rollout.errors import InvalidInput, RolloutError
@@ -224,15 +225,15 @@ def _soak(source: Environment, target: Environment, policy: PromotionPolicy,
           proof: RolloutState | None, now: float) -> Gate:
     need = policy.soak_seconds
     if proof is None:
-        return Gate("soak", need == 0, f"nothing has soaked on {source.stack} (soak {policy.soak})",
-                    "" if need == 0 else "see source-succeeded")
+        return Gate("soak", False, f"no successful rollout on {source.stack} to measure "
+                    f"(soak {policy.soak})", "see source-succeeded")
     live = max(now - proof.updated_at, 0.0)
-    detail = f"{proof.candidate} live on {source.stack} for {format_duration(live)} " \
+    detail = f"{proof.candidate} live on {source.stack} for {span(live)} " \
              f"(soak {policy.soak})"
     if live >= need:
         return Gate("soak", True, detail)
     return Gate("soak", False, detail,
-                f"wait {format_duration(need - live)} (until {when(proof.updated_at + need)}) "
+                f"wait {span(need - live)} (until {when(proof.updated_at + need)}) "
                 f"or lower {PROMOTION_KEY}.soak on {target.stack}")
 
 
@@ -279,6 +280,14 @@ def _target_idle(target: Environment) -> Gate:
     return Gate("target-idle", False, f"the rollout of {running.candidate} on {target.stack} is "
                 f"unfinished ({running.phase}, canary {running.weight}%)",
                 f"let it finish, or run rollout resume / rollout abort -s {target.stack}")
+
+
+def span(seconds: float) -> str:
+    """A soak-sized duration: 45s, 10m, 1h30m, 22h."""
+    if seconds < 3600:
+        return format_duration(seconds)
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours}h{minutes}m" if minutes else f"{hours}h"
 
 
 def when(timestamp: float) -> str:
@@ -415,7 +424,10 @@ class Release:
 
     def run(self, *, approve: bool = False, force: bool = False) -> ReleaseResult:
         """Checks every gate, then rolls the version out with the target's own policy."""
-        check = self.check(approve=approve, force=force)
+        return self.apply(self.check(approve=approve, force=force), force=force)
+
+    def apply(self, check: Check, *, force: bool = False) -> ReleaseResult:
+        """Runs a checked release; `force` only goes into the release log."""
         if check.up_to_date:
             return ReleaseResult(check, None)
         if not check.ready:
@@ -438,5 +450,8 @@ def release(source: str | None, target: str, *, approve: bool = False, force: bo
 def approve_release(target: str, version: str, *, by: str,
                     journal_directory: Path | None = None) -> None:
     """Records a person's approval of releasing `version` onto `target`."""
+    if not re.match(VERSION_TAG, version):
+        raise InvalidInput(f"{version!r} is not a valid image tag",
+                           hint="use letters, digits, '_', '.', '-' (at most 128)")
     rollouts = Rollouts(stack=target, journal_directory=journal_directory)
     Approvals(rollouts.journal.directory, rollouts.stack_name).record(version, by=by)

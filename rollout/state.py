@@ -43,6 +43,8 @@ class RolloutState:
     step: int = -1
     weight: int = 0
     step_applied: bool = False
+    total_steps: int = 0
+    interval_seconds: float = 0.0
     approved: bool = False
     failed_checks: int = 0
     inconclusive: int = 0
