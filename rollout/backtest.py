@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -134,8 +134,15 @@ def plan(spec: AnalysisSpec, *, start: str, end: str, step: str | None,
     if last <= first:
         raise InvalidInput(f"--end {_when(last)} is not after --start {_when(first)}")
     length = parse_duration(spec.interval)
-    return windows(start=first, end=last, length=length,
-                   step=parse_duration(step) if step else length)
+    every = parse_duration(step) if step else length
+    if spec.judge.kind == "sequential" and every < length:
+        # Overlapping windows would count the same requests twice as fresh evidence.
+        raise InvalidInput(
+            f"the sequential judge needs windows that do not overlap, but --step {step} is "
+            f"shorter than the interval {spec.interval}",
+            hint=f"use a --step of at least {spec.interval}, or leave it out",
+        )
+    return windows(start=first, end=last, length=length, step=every)
 
 
 # -- judging ------------------------------------------------------------------------------
@@ -214,18 +221,11 @@ class Replay:
 
 
 def backtest(*, spec: AnalysisSpec, provider: MetricProvider, workloads: Workloads,
-             windows: Sequence[Window],
-             on_check: Callable[[Window], None] | None = None) -> Backtest:
+             windows: Sequence[Window]) -> Backtest:
     """Judges every window in order and finds where the rollout would have rolled back."""
     replay = Replay(spec=spec, provider=provider, workloads=workloads)
-
-    def judged() -> Iterator[tuple[Window, Verdict]]:
-        for window in windows:
-            if on_check is not None:
-                on_check(window)
-            yield window, replay.judge(window)
-
-    checks = tally(judged(), threshold=spec.threshold)
+    checks = tally(((window, replay.judge(window)) for window in windows),
+                   threshold=spec.threshold)
     return Backtest(
         checks=tuple(checks),
         threshold=spec.threshold,
@@ -302,13 +302,15 @@ def _metric_names(result: Backtest) -> list[str]:
 def _cell(metric: MetricVerdict | None, result: Backtest) -> str:
     if metric is None:
         return "-"
-    text = f"{_value(metric, metric.canary, result)} / {_value(metric, metric.primary, result)}"
+    if metric.result in (Outcome.NO_DATA, Outcome.ERROR):
+        text = str(metric.result)
+    else:
+        canary, primary = metric.canary, metric.primary
+        text = f"{_value(metric, canary, result)} / {_value(metric, primary, result)}"
     return f"{text} ✗" if metric.failed else text
 
 
 def _value(metric: MetricVerdict, value: float | None, result: Backtest) -> str:
-    if metric.result in (Outcome.NO_DATA, Outcome.ERROR) and value is None:
-        return str(metric.result)
     if value is None:
         return "-"
     if result.judge == "sequential" and metric.metric in _SEQUENTIAL_TESTS:

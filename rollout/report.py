@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from rollout.analysis.templates import BUILTIN_TEMPLATES
+from rollout.analysis.templates import BUILTIN_TEMPLATES, DURATION_P99, SUCCESS_RATE, render
 from rollout.analysis.wording import bounds, show
 from rollout.state import RolloutState
 
@@ -65,21 +65,15 @@ def prometheus_fetcher(
 
 
 def series_queries(*, app: str, namespace: str) -> dict[str, str]:
-    """The Istio queries behind each series key."""
+    """The built-in Istio metric queries (the judges' own templates) behind each series key."""
     queries = {}
     for side in ("primary", "canary"):
-        selector = (
-            f'reporter="destination",destination_workload_namespace="{_label(namespace)}",'
-            f'destination_workload="{_label(f"{app}-{side}")}"'
-        )
-        queries[f"success_rate_{side}"] = (
-            f'100 * sum(rate(istio_requests_total{{{selector},response_code!~"5.*"}}'
-            f"[{RATE_WINDOW}])) / sum(rate(istio_requests_total{{{selector}}}[{RATE_WINDOW}]))"
-        )
-        queries[f"p99_{side}"] = (
-            "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket"
-            f"{{{selector}}}[{RATE_WINDOW}])) by (le))"
-        )
+        def filled(template: str, side: str = side) -> str:
+            return render(template, namespace=namespace, target=f"{app}-{side}",
+                          primary=f"{app}-primary", interval=RATE_WINDOW)
+
+        queries[f"success_rate_{side}"] = filled(SUCCESS_RATE)
+        queries[f"p99_{side}"] = filled(DURATION_P99)
     return queries
 
 
@@ -92,9 +86,6 @@ def fetch_series(
         for key, promql in series_queries(app=app, namespace=namespace).items()
     }
 
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _finite(points: list[Point]) -> list[Point]:

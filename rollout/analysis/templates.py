@@ -17,8 +17,11 @@ _SELECTOR = (
     'reporter="destination",destination_workload_namespace="{{ namespace }}",'
     'destination_workload=~"{{ target }}"'
 )
+# Istio creates a series with its first request, so a canary failing every request has no
+# non-5xx series at all; `or on() vector(0)` makes that 0% rather than no data.
 SUCCESS_RATE = (
-    "100 * sum(rate(istio_requests_total{" + _SELECTOR + ',response_code!~"5.*"}[{{ interval }}]))'
+    "100 * (sum(rate(istio_requests_total{" + _SELECTOR + ',response_code!~"5.*"}'
+    "[{{ interval }}])) or on() vector(0))"
     " / sum(rate(istio_requests_total{" + _SELECTOR + "}[{{ interval }}]))"
 )
 DURATION_P99 = (

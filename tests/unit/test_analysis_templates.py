@@ -23,15 +23,15 @@ def _render(template: str, **variables: str) -> str:
     )
 
 
-def test_builtin_success_rate_matches_flaggers_query_for_each_side() -> None:
+def test_builtin_success_rate_is_flaggers_query_with_all_5xx_as_zero_for_each_side() -> None:
     queries = metric_queries(
         MetricSpec(name="request-success-rate"), workloads=WORKLOADS, interval="1m", templates={}
     )
     for workload, query in (("cart", queries.canary), ("cart-primary", queries.primary)):
         labels = SELECTOR.format(workload)
         assert query == (
-            f'100 * sum(rate(istio_requests_total{{{labels},response_code!~"5.*"}}[1m]))'
-            f" / sum(rate(istio_requests_total{{{labels}}}[1m]))"
+            f'100 * (sum(rate(istio_requests_total{{{labels},response_code!~"5.*"}}[1m]))'
+            f" or on() vector(0)) / sum(rate(istio_requests_total{{{labels}}}[1m]))"
         )
     assert queries.unit == "%"
 

@@ -194,14 +194,12 @@ def test_fetch_series_sends_the_istio_queries() -> None:
     assert {(start, end, step) for _, start, end, step in asked} == {(100.0, 200.0, 2.0)}
     queries = series_queries(app="demo", namespace="apps")
     assert sorted(q for q, *_ in asked) == sorted(queries.values())
-    selector = ('reporter="destination",destination_workload_namespace="apps",'
-                'destination_workload="demo-canary"')
-    assert queries["success_rate_canary"] == (
-        f'100 * sum(rate(istio_requests_total{{{selector},response_code!~"5.*"}}[10s]))'
-        f" / sum(rate(istio_requests_total{{{selector}}}[10s]))")
-    assert queries["p99_primary"] == (
-        "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{"
-        + selector.replace("demo-canary", "demo-primary") + "}[10s])) by (le))")
+    # The chart plots exactly what the judges measure: the built-in templates, filled in.
+    assert 'destination_workload=~"demo-canary"' in queries["success_rate_canary"]
+    assert 'response_code!~"5.*"' in queries["success_rate_canary"]
+    assert queries["p99_primary"].startswith("histogram_quantile(0.99, ")
+    assert 'destination_workload=~"demo-primary"' in queries["p99_primary"]
+    assert "[10s]" in queries["p99_primary"]
 
 
 def test_prometheus_fetcher_reads_query_range() -> None:

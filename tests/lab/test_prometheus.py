@@ -1,0 +1,248 @@
+"""Metric analysis against the lab's real Prometheus, scraping exporters at known rates."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from rollout.analysis import (
+    AnalysisSpec,
+    Decision,
+    InvalidQuery,
+    Outcome,
+    PrometheusProvider,
+    SequentialJudge,
+    SequentialState,
+    ThresholdJudge,
+    Workloads,
+    count_events,
+    measure,
+    parse_analysis,
+)
+from rollout.analyzing import MetricAnalysis
+from rollout.backtest import backtest, windows
+from rollout.lab.lab import Lab
+from rollout.ports import AnalysisContext
+from tests.lab.exporter import Exporter, Phase, Workload, serving, steady
+
+RUN = uuid.uuid4().hex[:6]
+# p99 falls in the (100, 250] bucket, which holds the last 2%: 100 + 150 * (1 / 2) = 175 ms.
+FAST = {25.0: 0.90, 100.0: 0.98, 250.0: 1.0}
+# p99 falls in (250, 500], which holds the last 5%: 250 + 250 * (4 / 5) = 450 ms.
+SLOW = {25.0: 0.50, 250.0: 0.95, 500.0: 1.0}
+CHANGE = 40.0  # seconds after the exporter started when the backtest's canary turns bad
+
+
+def _workloads(purpose: str, app: str) -> Workloads:
+    return Workloads(namespace=f"pt-{RUN}-{purpose}", canary=f"{app}-canary",
+                     primary=f"{app}-primary")
+
+
+RATES = _workloads("rates", "web")
+CUSTOM = _workloads("custom", "api")
+NODATA = _workloads("nodata", "cart")
+BROKEN = _workloads("broken", "auth")
+DOWN = _workloads("down", "mail")
+COUNTS = _workloads("counts", "pay")
+BACKTEST = _workloads("backtest", "shop")
+ALLBAD = _workloads("allbad", "feed")
+
+
+def _served() -> list[Workload]:
+    backtest_canary = Workload(BACKTEST.namespace, BACKTEST.canary, (
+        Phase(10, 0.005, FAST), Phase(10, 0.20, FAST, since=CHANGE)))
+    return [
+        steady(RATES.namespace, RATES.primary, 100, 0.005, FAST),
+        steady(RATES.namespace, RATES.canary, 10, 0.05, SLOW),
+        steady(CUSTOM.namespace, CUSTOM.primary, 50, 0.01),
+        steady(CUSTOM.namespace, CUSTOM.canary, 20, 0.10),
+        steady(NODATA.namespace, NODATA.primary, 20, 0.0),
+        steady(NODATA.namespace, NODATA.canary, 5, 0.0),
+        steady(COUNTS.namespace, COUNTS.primary, 100, 0.01, FAST),
+        steady(COUNTS.namespace, COUNTS.canary, 10, 0.05, {25.0: 0.5, 250.0: 0.9, 1000.0: 1.0}),
+        steady(BACKTEST.namespace, BACKTEST.primary, 50, 0.005, FAST),
+        backtest_canary,
+        steady(ALLBAD.namespace, ALLBAD.primary, 20, 0.0),
+        steady(ALLBAD.namespace, ALLBAD.canary, 5, 1.0),
+    ]
+
+
+@pytest.fixture(scope="module")
+def exporter(lab: Lab) -> Iterator[Exporter]:
+    """One exporter for the module, so its history grows while the tests run."""
+    with serving(lab.layout.scrape_targets, lab.prometheus_url, _served()) as running:
+        yield running
+
+
+@pytest.fixture
+def prometheus(lab: Lab) -> Iterator[PrometheusProvider]:
+    provider = PrometheusProvider(address=lab.prometheus_url, retries=1, backoff=0.1)
+    yield provider
+    provider.close()
+
+
+def _spec(metrics: list[dict[str, Any]], **more: Any) -> AnalysisSpec:
+    return parse_analysis({"interval": "10s", "metrics": metrics, **more})
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _context(workloads: Workloads) -> AnalysisContext:
+    return AnalysisContext(app="x", namespace=workloads.namespace,
+                           canary_workload=workloads.canary, primary_workload=workloads.primary,
+                           weight=10, step=0, interval_seconds=10, canary_share=0.1)
+
+
+def test_builtin_metrics_come_back_for_canary_and_primary(
+    exporter: Exporter, prometheus: PrometheusProvider
+) -> None:
+    exporter.wait_history(12)
+    spec = _spec([{"name": "request-success-rate", "thresholdRange": {"min": 99}},
+                  {"name": "request-duration", "thresholdRange": {"max": 500}}])
+    success, duration = measure(analysis=spec, provider=prometheus, workloads=RATES)
+    assert success.error is None and duration.error is None
+    assert success.canary == pytest.approx((95.0,), abs=0.2)
+    assert success.primary == pytest.approx((99.5,), abs=0.05)
+    assert duration.canary == pytest.approx((450.0,), abs=5)
+    assert duration.primary == pytest.approx((175.0,), abs=2)
+    verdict = ThresholdJudge(metrics=spec.metrics).judge((success, duration))
+    assert verdict.result is Decision.FAIL and verdict.failed_checks == 1
+    assert [m.result for m in verdict.metrics] == [Outcome.LOW, Outcome.PASS]
+
+
+def test_a_canary_failing_every_request_has_no_success_not_no_data(
+    exporter: Exporter, prometheus: PrometheusProvider
+) -> None:
+    exporter.wait_history(12)
+    spec = _spec([{"name": "request-success-rate", "thresholdRange": {"min": 99},
+                   "onNoData": "ignore"}])
+    (success,) = measure(analysis=spec, provider=prometheus, workloads=ALLBAD)
+    assert success.canary == (0.0,) and success.primary == (100.0,)
+    verdict = ThresholdJudge(metrics=spec.metrics).judge((success,))
+    assert verdict.result is Decision.FAIL and verdict.metrics[0].result is Outcome.LOW
+    idle = Workloads(ALLBAD.namespace, canary="feed-idle", primary=ALLBAD.primary)
+    (success,) = measure(analysis=spec, provider=prometheus, workloads=idle)
+    assert success.canary == ()  # no requests at all is still no data, not 0%
+
+
+def test_a_custom_template_with_variables(
+    exporter: Exporter, prometheus: PrometheusProvider
+) -> None:
+    exporter.wait_history(12)
+    template = ('sum(rate(istio_requests_total{reporter="{{ variables.reporter }}",'
+                'destination_workload_namespace="{{ namespace }}",'
+                'destination_workload="{{ target }}",response_code=~"{{ variables.codes }}"}'
+                "[{{ interval }}]))")
+    spec = _spec([{"name": "errors-per-second", "templateRef": "errors",
+                   "variables": {"reporter": "destination", "codes": "5.."},
+                   "thresholdRange": {"max": 1}}], templates={"errors": template})
+    (errors,) = measure(analysis=spec, provider=prometheus, workloads=CUSTOM)
+    assert 'destination_workload="api-canary"' in errors.query
+    assert errors.canary == pytest.approx((2.0,), rel=0.01)  # 20 req/s, 10% 5xx
+    assert errors.primary == pytest.approx((0.5,), rel=0.01)  # 50 req/s, 1% 5xx
+    verdict = ThresholdJudge(metrics=spec.metrics).judge((errors,))
+    assert verdict.metrics[0].result is Outcome.HIGH
+
+
+def test_a_query_without_series_is_no_data_and_fails(
+    exporter: Exporter, prometheus: PrometheusProvider
+) -> None:
+    exporter.wait_history(12)
+    query = ('sum(rate(istio_requests_total{destination_workload_namespace="{{ namespace }}",'
+             'destination_workload="{{ target }}",response_code="418"}[{{ interval }}]))')
+    spec = _spec([{"name": "teapots", "query": query, "thresholdRange": {"max": 1}}])
+    (teapots,) = measure(analysis=spec, provider=prometheus, workloads=NODATA)
+    assert teapots.error is None and teapots.canary == ()
+    verdict = ThresholdJudge(metrics=spec.metrics).judge((teapots,))
+    assert verdict.result is Decision.FAIL
+    assert verdict.metrics[0].result is Outcome.NO_DATA and verdict.metrics[0].failed
+    step = MetricAnalysis(spec=spec, provider=prometheus, threshold=1).analyze(
+        _context(NODATA), {})
+    assert step.passed is False and step.failed_checks == 1
+    assert "no data" in step.reason
+
+
+def test_a_promql_syntax_error_is_an_invalid_query_naming_it(
+    prometheus: PrometheusProvider,
+) -> None:
+    bad = f'sum(rate(istio_requests_total{{destination_workload="{BROKEN.canary}"}}[1m])'
+    with pytest.raises(InvalidQuery) as raised:
+        prometheus.query(bad)
+    assert raised.value.query == bad and bad in raised.value.message
+    spec = _spec([{"name": "broken", "query": bad, "thresholdRange": {"max": 1}}])
+    verdict = ThresholdJudge(metrics=spec.metrics).judge(
+        measure(analysis=spec, provider=prometheus, workloads=BROKEN))
+    assert verdict.result is Decision.FAIL and verdict.metrics[0].result is Outcome.ERROR
+    assert bad in verdict.reason
+
+
+def test_prometheus_down_is_an_error_that_never_passes() -> None:
+    down = PrometheusProvider(address=f"http://127.0.0.1:{_closed_port()}", retries=1,
+                              backoff=0.05)
+    spec = _spec([{"name": "request-success-rate", "thresholdRange": {"min": 99}}])
+    assert not down.is_online()
+    verdict = ThresholdJudge(metrics=spec.metrics).judge(
+        measure(analysis=spec, provider=down, workloads=DOWN))
+    assert verdict.result is Decision.FAIL
+    assert verdict.metrics[0].result is Outcome.ERROR and verdict.metrics[0].failed
+    step = MetricAnalysis(spec=spec, provider=down, threshold=2).analyze(_context(DOWN), {})
+    assert step.passed is False and step.failed_checks == 1
+    assert "could not reach Prometheus" in step.reason and "gave up after 2" in step.reason
+
+
+def test_count_events_are_rate_times_window(
+    exporter: Exporter, prometheus: PrometheusProvider
+) -> None:
+    exporter.wait_history(22)
+    counts = count_events(provider=prometheus, workloads=COUNTS, window="20s",
+                          slow_request_ms=250)
+    errors, slow = counts["errors"], counts["slow-requests"]
+    assert errors.error is None and slow.error is None
+    assert errors.primary_total == pytest.approx(2000, rel=0.02)  # 100 req/s
+    assert errors.primary_bad == pytest.approx(20, abs=2)  # 1% 5xx
+    assert errors.canary_total == pytest.approx(200, rel=0.02)  # 10 req/s
+    assert errors.canary_bad == pytest.approx(10, abs=1)  # 5% 5xx
+    assert slow.canary_total == pytest.approx(200, rel=0.02)
+    assert slow.canary_bad == pytest.approx(20, abs=2)  # 10% slower than 250 ms
+    assert slow.primary_bad == 0
+    judge = SequentialJudge(alpha=0.01, tests=("errors", "slow-requests"))
+    _, verdict = judge.judge(state=SequentialState(), observations=counts)
+    assert verdict.metrics[0].canary == pytest.approx(0.05, abs=0.01)
+    assert verdict.metrics[1].canary == pytest.approx(0.10, abs=0.01)
+
+
+def test_backtest_over_the_last_minute(
+    exporter: Exporter, prometheus: PrometheusProvider
+) -> None:
+    exporter.wait_history(62)
+    spec = _spec([{"name": "request-success-rate", "thresholdRange": {"min": 99}}],
+                 threshold=2)
+    end = datetime.now(UTC)
+    planned = windows(start=end - timedelta(seconds=60), end=end, length=10, step=10)
+    result = backtest(spec=spec, provider=prometheus, workloads=BACKTEST, windows=planned)
+    change = exporter.at(CHANGE)
+    results = [check.verdict.result for check in result.checks]
+    assert len(results) == 6
+    assert results[:2] == [Decision.PASS] * 2 and results[-2:] == [Decision.FAIL] * 2
+    for check in result.checks:
+        rate = check.verdict.metrics[0]
+        if check.window.end < change:
+            assert check.verdict.result is Decision.PASS, rate.reason
+            assert rate.canary == pytest.approx(99.5, abs=0.05)
+        elif check.window.start > change + timedelta(seconds=1):
+            assert check.verdict.result is Decision.FAIL, rate.reason
+            assert rate.canary == pytest.approx(80.0, abs=0.2)
+    failed_at = [check.window.end for check in result.checks
+                 if check.verdict.result is Decision.FAIL]
+    assert result.rollback is not None and result.rollback.at == failed_at[1] > change
+    assert result.summary.startswith(f"would have rolled back at {failed_at[1]:%Y-%m-%dT%H:%M}")
+    assert "after 2 failed checks (threshold 2)" in result.summary
