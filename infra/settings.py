@@ -89,6 +89,7 @@ RULES: dict[str, str] = {
     "progressDeadlineSeconds": "must be an integer >= 1",
     "awaitTimeoutSeconds": "must be an integer >= 1",
     "analysis": "must be an object (it is validated by the rollout driver)",
+    "promotion": "must be an object (it is validated by `rollout release`)",
 }
 
 

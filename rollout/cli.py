@@ -391,6 +391,40 @@ def _release_cell(view) -> str:
     return f"{head}: [red]blocked[/red] by " + ", ".join(g.name for g in check.unmet)
 
 
+@app.command()
+def analyze(
+    stack: StackOption,
+    start: Annotated[str, typer.Option(
+        help="ISO 8601 time (UTC without a zone) or a duration before now, e.g. -15m")] = "-15m",
+    end: Annotated[str, typer.Option(help="ISO 8601 time, a duration before now, or now")] = "now",
+    step: Annotated[str | None, typer.Option(
+        help="time between analyses, e.g. 1m (default: the analysis interval)")] = None,
+    output: OutputOption = Output.text,
+) -> None:
+    """Backtest: replay the stack's analysis over past metrics; changes nothing."""
+    from rollout.backtest import backtest_stack, table
+
+    try:
+        result, workloads = backtest_stack(stack, start=start, end=end, step=step)
+    except RolloutError as err:
+        raise fail(err) from err
+    if output is Output.json:
+        out.print_json(json.dumps({"stack": stack, "namespace": workloads.namespace,
+                                   "canary": workloads.canary, "primary": workloads.primary,
+                                   **result.to_dict()}))
+        return
+    header, rows = table(result)
+    grid = Table(title=f"{result.judge} judge on {workloads.namespace}: "
+                 f"canary {workloads.canary} / primary {workloads.primary}")
+    for name in header:
+        grid.add_column(name, no_wrap=name != "reason", overflow="fold")
+    for row in rows:
+        grid.add_row(*row)
+    out.print(grid)
+    colour = "red" if result.rollback else "green"
+    out.print(f"[{colour}]{result.summary}[/{colour}]")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

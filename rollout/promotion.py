@@ -1,9 +1,4 @@
-"""Stack-per-environment promotion: release the version one stack proved onto the next one.
-
-    from rollout.promotion import release
-    result = release(source="staging", target="prod")   # raises GateNotMet (exit 5)
-    if result.outcome != "promoted": ...
-"""
+"""Stack-per-environment promotion: release the version one stack proved onto the next one."""
 
 from __future__ import annotations
 
@@ -21,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from infra.settings import PROJECT
 from rollout.api import VERSION_TAG, RolloutResult, Rollouts
 from rollout.driver import Progress
-from rollout.durations import format_duration, parse_duration
+from rollout.durations import parse_duration
 from rollout.errors import InvalidInput, RolloutError
 from rollout.stack import STACK_NAME
 from rollout.stackconfig import plain_config
@@ -283,10 +278,14 @@ def _target_idle(target: Environment) -> Gate:
 
 
 def span(seconds: float) -> str:
-    """A soak-sized duration: 45s, 10m, 1h30m, 22h."""
-    if seconds < 3600:
-        return format_duration(seconds)
-    hours, minutes = divmod(round(seconds / 60), 60)
+    """A soak-sized duration in whole seconds: 45s, 10m, 2m5s, 1h30m, 22h."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        minutes, secs = divmod(whole, 60)
+        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
+    hours, minutes = divmod(round(whole / 60), 60)
     return f"{hours}h{minutes}m" if minutes else f"{hours}h"
 
 

@@ -1,0 +1,188 @@
+"""Release between two stacks of one project on the lab: staging proves, prod receives.
+
+The tests share one pipeline and run in file order: v2 is proven on staging and released to
+prod; v3 passes staging's lenient policy and is caught by prod's strict one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rollout.api import Rollouts
+from rollout.demo import wait_for_series
+from rollout.lab.lab import Lab
+from rollout.lab.traffic import Traffic
+from rollout.promotion import GateNotMet, release
+from rollout.readback import ClusterReadback
+from tests.lab.project import PREFIX, make_project
+from tests.lab.service import FAST_POLICY
+
+# Lets v3 (8% errors) pass on staging, so that prod's own policy is what catches it.
+LENIENT_POLICY = {**FAST_POLICY, "metrics": [
+    {"name": "request-success-rate", "thresholdRange": {"min": 80}},
+    {"name": "request-duration", "thresholdRange": {"max": 500}},
+]}
+
+
+@dataclass
+class Pipeline:
+    lab: Lab
+    project: Path
+    journal_dir: Path
+    staging: Rollouts
+    prod: Rollouts
+
+    def gates(self, **promotion: Any) -> None:
+        """Sets prod's canary-service:promotion (from staging, plus the given fields)."""
+        value = {"from": self.staging.stack_name, **promotion}
+        self.prod.adapter.set_config({f"{PREFIX}:promotion": json.dumps(value)})
+
+    def release(self, **kwargs: Any) -> Any:
+        return release(self.staging.stack_name, self.prod.stack_name, project_dir=self.project,
+                       journal_directory=self.journal_dir, **kwargs)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a blocked release must leave alone, on both stacks."""
+        return {r.stack_name: (r.adapter.config(), r.adapter.outputs(), r.status(),
+                               len(r.history())) for r in (self.staging, self.prod)}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CANARY_PROJECT_DIR": str(self.project),
+               "CANARY_JOURNAL_DIR": str(self.journal_dir), "COLUMNS": "200"}
+        return subprocess.run([sys.executable, "-m", "rollout.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    def primary_version(self, stack: Rollouts) -> str:
+        outputs = stack.adapter.outputs()
+        return ClusterReadback(app="demo", namespace=outputs["namespace"], router="istio",
+                               kubeconfig=str(self.lab.layout.kubeconfig)).live().primary_version
+
+
+@pytest.fixture(scope="module")
+def pipeline(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    tmp = tmp_path_factory.mktemp("promotion")
+    tag = uuid.uuid4().hex[:6]
+    stacks = {}
+    for env, policy in (("staging", LENIENT_POLICY), ("prod", FAST_POLICY)):
+        # prod starts on v0 (behaves like v1) so that staging's hand-deployed v1 is news to it.
+        extra = ({"promotion": {"from": f"st-{tag}"}, "stableVersion": "v0"} if env == "prod"
+                 else {})
+        _, name, namespace = make_project(tmp, stack=f"{env[:2]}-{tag}",
+                                          overrides={"analysis": policy, **extra})
+        stacks[env] = (Rollouts(stack=name, project_dir=tmp, journal_directory=tmp / "journal"),
+                       Traffic(lab.layout, lab.ports, app="demo", namespace=namespace, rps=40))
+    try:
+        for rollouts, traffic in stacks.values():
+            rollouts.adapter.up()
+            traffic.start()
+        for _, traffic in stacks.values():
+            wait_for_series(lab.prometheus_url, workload="demo-primary",
+                            namespace=traffic.namespace)
+        yield Pipeline(lab, tmp, tmp / "journal", stacks["staging"][0], stacks["prod"][0])
+    finally:
+        for rollouts, traffic in stacks.values():
+            traffic.stop()
+            rollouts.adapter.destroy(remove=True)
+
+
+def stable(stack: Rollouts) -> str:
+    return stack.adapter.config()[f"{PREFIX}:stableVersion"].value
+
+
+def test_a_version_never_rolled_out_on_staging_is_not_released(pipeline: Pipeline) -> None:
+    before = pipeline.snapshot()
+    with pytest.raises(GateNotMet) as err:
+        pipeline.release()
+    assert [g.name for g in err.value.check.unmet] == ["source-succeeded", "soak"]
+    assert err.value.check.version == "v1"
+    assert pipeline.snapshot() == before
+
+
+def test_a_version_proven_on_staging_is_released_to_prod(pipeline: Pipeline) -> None:
+    script = Path(__file__).resolve().parents[2] / "examples" / "release-pipeline.sh"
+    env = {**os.environ, "CANARY_PROJECT_DIR": str(pipeline.project),
+           "CANARY_JOURNAL_DIR": str(pipeline.journal_dir), "PYTHON": sys.executable}
+    done = subprocess.run([str(script), "v2", pipeline.staging.stack_name,
+                           pipeline.prod.stack_name], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"{pipeline.prod.stack_name}: promoted" in done.stderr
+    assert stable(pipeline.staging) == "v2" and stable(pipeline.prod) == "v2"
+    assert pipeline.prod.adapter.outputs()["stableImage"] == "registry.local/demo:v2"
+    assert pipeline.primary_version(pipeline.prod) == "v2"
+    again = pipeline.release()
+    assert (again.outcome, again.exit_code) == ("nothing-to-do", 0)
+    assert again.check.image == "registry.local/demo:v2"
+
+
+def test_the_soak_gate_blocks_and_changes_nothing(pipeline: Pipeline) -> None:
+    assert pipeline.staging.run("v3").outcome == "promoted"
+    pipeline.gates(soak="1h")
+    before = pipeline.snapshot()
+    done = pipeline.cli("release", "--to", pipeline.prod.stack_name, "--output", "json")
+    assert done.returncode == 5, done.stderr
+    report = json.loads(done.stdout)
+    assert report["version"] == "v3" and not report["ready"]
+    assert [g["name"] for g in report["gates"] if not g["passed"]] == ["soak"]
+    print(done.stderr)
+    assert "soak" in done.stderr and "wait" in done.stderr
+    assert pipeline.snapshot() == before
+
+
+def test_the_approval_gate_blocks_without_an_approval(pipeline: Pipeline) -> None:
+    pipeline.gates(soak="0s", requireApproval=True)
+    before = pipeline.snapshot()
+    with pytest.raises(GateNotMet) as err:
+        pipeline.release()
+    assert [g.name for g in err.value.check.unmet] == ["approval"]
+    assert pipeline.snapshot() == before
+    approved = pipeline.cli("approve-release", "--to", pipeline.prod.stack_name,
+                            "--version", "v3", "--by", "tester")
+    assert approved.returncode == 0, approved.stderr
+    dry = pipeline.cli("release", "--to", pipeline.prod.stack_name, "--dry-run", "-o", "json")
+    assert dry.returncode == 0, dry.stderr
+    approval = json.loads(dry.stdout)["gates"][3]
+    assert approval["passed"] and "approved by tester" in approval["detail"]
+
+
+def test_a_version_prod_rolled_back_is_refused_unless_forced(pipeline: Pipeline) -> None:
+    pipeline.gates(soak="0s")
+    first = pipeline.release()
+    assert (first.outcome, first.exit_code) == ("rolled-back", 1)
+    assert stable(pipeline.prod) == "v2" and pipeline.primary_version(pipeline.prod) == "v2"
+    before = pipeline.snapshot()
+    with pytest.raises(GateNotMet) as err:
+        pipeline.release()
+    assert [g.name for g in err.value.check.unmet] == ["not-rolled-back-before"]
+    assert pipeline.snapshot() == before
+    forced = pipeline.release(force=True)
+    assert (forced.outcome, forced.exit_code) == ("rolled-back", 1)
+    assert "allowed by --force" in forced.check.gates[4].detail
+    log = (pipeline.journal_dir / f"{pipeline.prod.stack_name}.releases.jsonl").read_text()
+    assert [json.loads(line)["forced"] for line in log.splitlines()] == [False, False, True]
+
+
+def test_the_pipeline_view_shows_both_environments(pipeline: Pipeline) -> None:
+    stacks = f"{pipeline.staging.stack_name},{pipeline.prod.stack_name}"
+    envs = pipeline.cli("envs", "--stacks", stacks, "-o", "json")
+    assert envs.returncode == 0, envs.stderr
+    rows = [row["stack"] for row in json.loads(envs.stdout)]
+    prod = json.loads(envs.stdout)[1]
+    assert rows == [pipeline.staging.stack_name, pipeline.prod.stack_name]
+    assert prod["stableVersion"] == "v2" and prod["lastRollout"]["outcome"] == "rolled-back"
+    assert prod["release"]["version"] == "v3"
+    assert [g["name"] for g in prod["release"]["gates"] if not g["passed"]] == [
+        "not-rolled-back-before"]
+    table = pipeline.cli("envs", "--stacks", stacks)
+    print(table.stdout)
+    assert "blocked by not-rolled-back-before" in table.stdout
