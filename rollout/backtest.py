@@ -10,25 +10,20 @@ from typing import Any
 
 from rollout.analysis import (
     AnalysisSpec,
-    ComparativeJudge,
     Decision,
     MetricProvider,
     MetricQueryError,
     MetricVerdict,
     Outcome,
-    SequentialJudge,
     SequentialState,
-    ThresholdJudge,
     Verdict,
     Workloads,
-    count_events,
-    measure,
     provider_for,
-    sample,
 )
 from rollout.analysis.templates import BUILTIN_TEMPLATES
-from rollout.analysis.values import format_duration, parse_duration
+from rollout.analysis.values import parse_duration
 from rollout.analysis.wording import bounds, share, show
+from rollout.analyzing import judge_window
 from rollout.errors import InvalidInput
 
 MAX_WINDOWS = 2000
@@ -197,26 +192,10 @@ class Replay:
         self._state = SequentialState()
 
     def judge(self, window: Window) -> Verdict:
-        kind = self.spec.judge.kind
-        if kind == "sequential":
-            return self._sequential(window)
-        if kind == "comparative":
-            measurements = sample(analysis=self.spec, provider=self.provider,
-                                  workloads=self.workloads, start=window.start, end=window.end)
-            return ComparativeJudge(spec=self.spec.judge, metrics=self.spec.metrics).judge(
-                measurements)
-        measurements = measure(analysis=self.spec, provider=self.provider,
-                               workloads=self.workloads, at=window.end)
-        return ThresholdJudge(metrics=self.spec.metrics).judge(measurements)
-
-    def _sequential(self, window: Window) -> Verdict:
-        seconds = (window.end - window.start).total_seconds()
-        observations = count_events(provider=self.provider, workloads=self.workloads,
-                                    window=format_duration(seconds),
-                                    slow_request_ms=self.spec.judge.slow_request_ms,
-                                    at=window.end)
-        judge = SequentialJudge.from_spec(self.spec.judge)
-        self._state, verdict = judge.judge(state=self._state, observations=observations)
+        verdict, self._state = judge_window(
+            spec=self.spec, provider=self.provider, workloads=self.workloads,
+            seconds=(window.end - window.start).total_seconds(), end=window.end,
+            sequential=self._state)
         return verdict
 
 
