@@ -106,6 +106,8 @@ class Rollouts:
         return settings, load_policy(analysis, key=f"{PROJECT}:analysis")
 
     def driver(self, *, leave_paused: bool = False) -> Driver:
+        # A rollout never creates a stack: a mistyped name must fail and change nothing.
+        self.adapter.stack(create=False)
         settings, policy = self.settings_and_policy()
         metric = None
         if not policy.skip_analysis:

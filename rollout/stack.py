@@ -18,7 +18,7 @@ from pulumi import automation as auto
 from rollout.errors import InvalidInput, StackError, StackLocked
 from rollout.stack_data import ConfigEntry, UpSummary
 
-STACK_NAME = re.compile(r"^(?:[A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]{1,100}$")
+STACK_NAME = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 Program = Callable[[], None]
 EventSink = Callable[[dict[str, Any]], None]
 

@@ -81,3 +81,17 @@ def test_a_second_driver_is_refused_and_sigterm_reverts(lab: Lab, tmp_path: Path
         live = _readback(service).live()
         assert (live.primary_weight, live.canary_weight) == (100, 0)
         assert live.primary_version == "v1"
+
+
+def test_a_rollout_of_a_missing_stack_fails_and_creates_nothing(lab: Lab, tmp_path: Path) -> None:
+    import pytest
+
+    from rollout.errors import InvalidInput
+    from tests.lab.project import make_project, rollouts
+
+    project, stack, _ = make_project(tmp_path)
+    with pytest.raises(InvalidInput) as err:
+        rollouts(project, f"{stack}-typo").run("v2")
+    assert "does not exist" in str(err.value)
+    backend = lab.layout.pulumi_backend / ".pulumi" / "stacks" / "canary-service"
+    assert not list(backend.glob(f"{stack}-typo*"))
