@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollout.errors import Aborted, InfrastructureError, InvalidInput, RolloutError, StackLocked
+from rollout.explain import metrics_line
 from rollout.journal import Journal
 from rollout.notify import Notifier
 from rollout.policy import HookType, Policy
@@ -244,11 +245,15 @@ class Driver:
             verdict["reason"] += f" (inconclusive {inconclusive} times in a row)"
         elif verdict["passed"] is not None:
             inconclusive = 0
-        return self._save(state.moved(analyses=[*state.analyses, verdict],
-                                      failed_checks=failed, inconclusive=inconclusive,
-                                      judge_state=judge_state)
-                          .with_event(f"analysis: {verdict['reason']}",
-                                      passed=verdict["passed"]))
+        state = self._save(state.moved(analyses=[*state.analyses, verdict],
+                                       failed_checks=failed, inconclusive=inconclusive,
+                                       judge_state=judge_state)
+                           .with_event(f"analysis: {verdict['reason']}",
+                                       passed=verdict["passed"]))
+        word = {True: "PASS", False: "FAIL", None: "INCONCLUSIVE"}[verdict["passed"]]
+        self._progress(state, f"analysis {word}: "
+                       + (metrics_line(verdict["metrics"]) or verdict["reason"]))
+        return state
 
     def _pause(self, state: RolloutState, step: Step) -> RolloutState:
         if step.pause_seconds:
