@@ -29,7 +29,8 @@ class ProgressPrinter:
         steps = self.steps or state.total_steps
         step = f"step {state.step + 1}/{steps}" if steps and state.step >= 0 else ""
         left = ""
-        if steps and not state.phase.terminal and state.interval_seconds:
+        walking = str(state.phase) in ("Initializing", "Progressing", "Waiting")
+        if steps and walking and state.interval_seconds:
             remaining = steps - max(state.step, 0)
             left = f"~{remaining * state.interval_seconds:.0f}s left"
         self.console.print(
