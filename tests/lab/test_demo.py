@@ -1,0 +1,31 @@
+"""The main job end to end: `rollout demo` promotes v2 and catches v3, and writes reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rollout.demo import run_demo
+from rollout.lab.lab import Lab
+
+
+def test_the_demo_promotes_v2_catches_v3_and_reports_both(lab: Lab, tmp_path: Path) -> None:
+    lines: list[str] = []
+    runs = run_demo(progress=lambda state, msg: lines.append(msg), say=lines.append,
+                    reports_dir=tmp_path)
+    assert [(r.version, r.result.outcome) for r in runs] == [("v2", "promoted"),
+                                                            ("v3", "rolled-back")]
+    assert all(r.as_expected for r in runs)
+    assert "request-success-rate" in runs[1].result.reason
+    for run in runs:
+        paths = run.reports
+        assert {"json", "png", "html"} <= set(paths)
+        assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        report = json.loads(paths["json"].read_text())
+        assert report["rollout"]["outcome"] == run.result.outcome
+        assert [s["weight"] for s in report["steps"]]
+        assert len(report["verdicts"]) == len(run.result.state.analyses)
+        assert report["series"]["success_rate_primary"], "live metric series in the report"
+        html = paths["html"].read_text()
+        assert run.result.outcome.replace("-", " ") in html.lower().replace("-", " ")
+    assert any("analysis FAIL" in line for line in lines)
