@@ -77,8 +77,9 @@ class Service:
 
 
 @contextmanager
-def deployed_service(lab: Lab, tmp: Path, *, rps: float = 50) -> Iterator[Service]:
-    project, stack, namespace = make_project(tmp, overrides={"analysis": FAST_POLICY})
+def deployed_service(lab: Lab, tmp: Path, *, rps: float = 50,
+                     policy: dict[str, Any] | None = None) -> Iterator[Service]:
+    project, stack, namespace = make_project(tmp, overrides={"analysis": policy or FAST_POLICY})
     journal_dir = tmp / "journal"
     rollouts = Rollouts(stack=stack, project_dir=project, journal_directory=journal_dir)
     rollouts.adapter.up()

@@ -95,3 +95,18 @@ def test_a_rollout_of_a_missing_stack_fails_and_creates_nothing(lab: Lab, tmp_pa
     assert "does not exist" in str(err.value)
     backend = lab.layout.pulumi_backend / ".pulumi" / "stacks" / "canary-service"
     assert not list(backend.glob(f"{stack}-typo*"))
+
+
+def test_the_sequential_judge_catches_v3_and_lets_v2_through(lab: Lab, tmp_path: Path) -> None:
+    from tests.lab.service import FAST_POLICY
+
+    # An anytime-valid test needs evidence, not a single bad interval: give it six looks.
+    policy = {**FAST_POLICY, "metrics": [], "stepWeights": [10, 20, 30, 40, 50, 60],
+              "judge": {"kind": "sequential", "alpha": 0.01}}
+    with deployed_service(lab, tmp_path, policy=policy) as service:
+        bad = service.rollouts.run("v3")
+        assert bad.outcome == "rolled-back", bad.reason
+        assert bad.state.judge_state, "the sequential evidence is journaled between looks"
+        assert "5xx responses" in bad.reason and "evidence" in bad.reason
+        good = service.rollouts.run("v2")
+        assert good.outcome == "promoted", good.reason
