@@ -43,7 +43,8 @@ TIMED = (
     + _SELECTOR
     + ',le="+Inf"}[{{ interval }}]))'
 )
-TIMED_UNDER = TIMED.replace('le="+Inf"', 'le="{{ variables.le }}"')
+# Prometheus 3 normalises bucket bounds ("250" is stored as "250.0"); match either spelling.
+TIMED_UNDER = TIMED.replace('le="+Inf"', 'le=~"{{ variables.le }}|{{ variables.le }}.0"')
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def test_count_events_treats_absent_error_series_as_zero() -> None:
 
 def test_count_events_counts_slow_requests_from_the_histogram() -> None:
     provider = FakeProvider([
-        ('le="+Inf"', [100.0]), ('le="250"', [90.0]),
+        ('le="+Inf"', [100.0]), ('le=~"250|250.0"', [90.0]),
         ("response_code", [1.0]), ("istio_requests_total", [100.0]),
     ])  # fmt: skip
     counts = count_events(provider=provider, workloads=WORKLOADS, window="1m", slow_request_ms=250)

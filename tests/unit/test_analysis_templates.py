@@ -135,7 +135,7 @@ def test_count_queries_give_raw_increases() -> None:
         f'sum(increase(istio_requests_total{{{labels},response_code=~"5.*"}}[1m]))'
     )
     assert queries.timed is not None and 'le="+Inf"' in queries.timed
-    assert queries.timed_under is not None and 'le="250"' in queries.timed_under
+    assert queries.timed_under is not None and 'le=~"250|250.0"' in queries.timed_under
     assert count_queries(namespace="shop", workload="cart", interval="1m").timed is None
 
 
