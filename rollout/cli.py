@@ -99,6 +99,34 @@ def lab_status(output: OutputOption = Output.text) -> None:
         raise typer.Exit(3)
 
 
+@lab_app.command("traffic")
+def lab_traffic(
+    app_name: Annotated[str, typer.Option("--app", help="the service's app name")] = "demo",
+    namespace: Annotated[str, typer.Option(help="its namespace")] = "lab",
+    router: Annotated[str, typer.Option(help="istio or gateway-api")] = "istio",
+    rps: Annotated[float, typer.Option(help="load generator rate (0: none)")] = 20.0,
+    stop: Annotated[bool, typer.Option(help="stop this service's traffic")] = False,
+) -> None:
+    """Live traffic for a lab service: a data plane that follows its route's weights, exports
+    Istio telemetry to the lab's Prometheus, and a steady load generator."""
+    from rollout.lab.lab import Lab
+    from rollout.lab.traffic import Traffic
+
+    try:
+        lab = Lab()
+        traffic = Traffic(lab.layout, lab.ports, app=app_name, namespace=namespace,
+                          router=router, rps=rps)
+        if stop:
+            traffic.stop()
+            console.print(f"traffic for {namespace}/{app_name} stopped")
+            return
+        status = traffic.start()
+    except RolloutError as err:
+        raise fail(err) from err
+    out.print(f"traffic for {namespace}/{app_name}: {status.state} at {traffic.url} "
+              f"({rps:g} requests/s); stop with `rollout lab traffic --stop`")
+
+
 @lab_app.command("env")
 def lab_env() -> None:
     """Print shell exports for kubectl and pulumi (use with eval)."""
