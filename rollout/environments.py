@@ -57,7 +57,24 @@ def stack_files(project_dir: Path) -> list[str]:
     """Stack names with a `Pulumi.<name>.yaml` in the project's stack config directory."""
     settings = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
     folder = project_dir / str(settings.get("stackConfigDir", "."))
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in folder.glob("Pulumi.*.yaml"))
+    sources = {}
+    for path in folder.glob("Pulumi.*.yaml"):
+        name = path.name[len("Pulumi."):-len(".yaml")]
+        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        promotion = next((v for k, v in config.items() if k.endswith(":promotion")), None)
+        sources[name] = promotion.get("from") if isinstance(promotion, dict) else None
+    return pipeline_order(sources)
+
+
+def pipeline_order(sources: dict[str, str | None]) -> list[str]:
+    """Stacks in release order (a stack after the one it takes releases from), else by name."""
+    def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
+        source = sources.get(name)
+        if source is None or source not in sources or name in seen:
+            return 0
+        return 1 + depth(source, seen | {name})
+
+    return sorted(sources, key=lambda name: (depth(name), name))
 
 
 def ordered(names: list[str], sources: dict[str, str | None]) -> list[str]:

@@ -282,3 +282,12 @@ def test_sources_come_first_and_config_overrides_the_listed_order() -> None:
     chained = predecessors(["dev", "staging"], {"dev": Environment("dev"),
                                                 "staging": Environment("staging")}, chain=True)
     assert chained == {"dev": None, "staging": "dev"}
+
+
+def test_envs_lists_stacks_in_release_order() -> None:
+    from rollout.environments import pipeline_order
+
+    order = pipeline_order({"prod": "staging", "staging": "dev", "dev": None, "lab": None,
+                            "loop": "loop"})
+    assert order.index("dev") < order.index("staging") < order.index("prod")
+    assert set(order) == {"prod", "staging", "dev", "lab", "loop"}
