@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,8 +136,6 @@ class Rollouts:
     # -- actions ----------------------------------------------------------------------
 
     def run(self, version: str, *, leave_paused: bool = False) -> RolloutResult:
-        import re
-
         if not re.match(VERSION_TAG, version):
             raise InvalidInput(f"{version!r} is not a valid image tag",
                                hint="use letters, digits, '_', '.', '-' (at most 128)")

@@ -16,7 +16,13 @@ from rollout.lab.certs import PKI, create_pki, write_kubeconfig
 from rollout.lab.components import Component
 from rollout.lab.layout import Layout, Ports, ports_from_env
 from rollout.lab.processes import ProcessTable, port_in_use
-from rollout.toolchain import Toolchain, ensure_built, install_provider_plugin, pulumi_environment
+from rollout.toolchain import (
+    Toolchain,
+    ensure_built,
+    install_provider_plugin,
+    locate,
+    pulumi_environment,
+)
 
 Progress = Callable[[str], None]
 
@@ -93,7 +99,7 @@ class Lab:
                     )
                 self._start(component, pki, progress)
                 started.append(component.name)
-            self._ready_cluster(progress)
+            self._ready_cluster(tools, progress)
         except BaseException:
             for name in reversed(started):
                 self.processes.stop(name)
@@ -139,8 +145,7 @@ class Lab:
             hint=f"see {self.processes.log_file(component.name)}",
         )
 
-    def _ready_cluster(self, progress: Progress) -> None:
-        tools = ensure_built()
+    def _ready_cluster(self, tools: Toolchain, progress: Progress) -> None:
         api = kube.api_client(self.layout.kubeconfig)
         with api:
             kube.ensure_fake_nodes(api)
@@ -186,7 +191,7 @@ class Lab:
         pki = PKI(self.layout.pki)
         result = []
         try:
-            tools = _located()
+            tools = locate()
             comps = self.components(tools, pki)
         except LabError:
             comps = []
@@ -202,17 +207,11 @@ class Lab:
         return bool(statuses) and all(s.healthy for s in statuses)
 
     def environment(self) -> dict[str, str]:
-        env = pulumi_environment(_located(), pulumi_home=self.layout.pulumi_home,
+        env = pulumi_environment(locate(), pulumi_home=self.layout.pulumi_home,
                                  backend_dir=self.layout.pulumi_backend)
         env["KUBECONFIG"] = str(self.layout.kubeconfig)
         env["CANARY_PROMETHEUS_URL"] = self.prometheus_url
         return env
-
-
-def _located() -> Toolchain:
-    from rollout.toolchain import locate
-
-    return locate()
 
 
 def _ssl_context(verify: bool | str, cert: tuple[str, str] | None) -> bool | object:

@@ -52,7 +52,8 @@ def test_process_table_starts_and_stops_by_pid(tmp_path: Path) -> None:
     assert table.running("sleeper") == running
     assert table.stop("sleeper", grace=5)
     assert table.running("sleeper") is None
-    assert not Path(f"/proc/{running.pid}").exists() or table.running("sleeper") is None
+    stat = Path(f"/proc/{running.pid}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
     assert not table.stop("sleeper")
 
 
