@@ -68,8 +68,8 @@ class RolloutResult:
 
     @property
     def exit_code(self) -> int:
-        return {"promoted": 0, "nothing-to-do": 0, "rolled-back": 1, "aborted": 4}.get(
-            self.outcome, 3)
+        return {"promoted": 0, "nothing-to-do": 0, "rolled-back": 1,
+                "infrastructure-failed": 3, "aborted": 4}.get(self.outcome, 3)
 
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "phase": self.phase, "reason": self.reason,

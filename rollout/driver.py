@@ -14,7 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from rollout.errors import Aborted, InfrastructureError, InvalidInput, RolloutError, StackLocked
+from rollout.errors import (
+    Aborted,
+    InfrastructureError,
+    InvalidInput,
+    RolloutError,
+    StackError,
+    StackLocked,
+)
 from rollout.explain import metrics_line
 from rollout.journal import Journal
 from rollout.notify import Notifier
@@ -159,6 +166,12 @@ class Driver:
         if state.phase in (Phase.ROLLING_BACK, Phase.PROMOTING, Phase.FINALISING):
             self._save(state.with_event(f"failed: {interruption.message}"))
             raise interruption
+        if isinstance(interruption, InfrastructureError):
+            # Pulumi, the cluster or Prometheus failed: revert, but this says nothing about
+            # the version, so it must never read as a rollback verdict.
+            reason = f"infrastructure failure: {interruption.message}"
+            return self._enter(state, Phase.ROLLING_BACK, reason, reason=reason,
+                               outcome=Outcome.INFRASTRUCTURE_FAILED)
         return self._enter(state, Phase.ROLLING_BACK, interruption.message,
                            reason=interruption.message, outcome=Outcome.ROLLED_BACK)
 
@@ -315,6 +328,7 @@ class Driver:
             targets = self.stack.resource_urns(types=ROUTER_TYPES) or None
         self._progress(state, f"pulumi up: {what}")
         waited = 0.0
+        retried = False
         while True:
             started = time.monotonic()
             try:
@@ -329,6 +343,13 @@ class Driver:
                     raise
                 self.clock.sleep(2.0)
                 waited += 2.0
+            except StackError as failed:
+                # Only an update that started no step is safe to repeat as it is.
+                if failed.changed or retried:
+                    raise
+                retried = True
+                self._progress(state, f"pulumi up failed before changing anything; retrying "
+                                      f"once: {failed.message}")
 
     def _gate(self, state: RolloutState, hook_type: HookType) -> None:
         while True:

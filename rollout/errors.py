@@ -42,7 +42,12 @@ class LabError(InfrastructureError):
 
 
 class StackError(InfrastructureError):
-    pass
+    """A Pulumi operation failed. `changed` is False only when the engine reported that it
+    started no create, update or delete step, so running the same operation again is safe."""
+
+    def __init__(self, message: str, *, hint: str | None = None, changed: bool = True) -> None:
+        super().__init__(message, hint=hint)
+        self.changed = changed
 
 
 class StackLocked(StackError):

@@ -29,6 +29,8 @@ class Outcome(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled-back"
     ABORTED = "aborted"
+    # Pulumi, the cluster or Prometheus failed: reverted, but no verdict on the version.
+    INFRASTRUCTURE_FAILED = "infrastructure-failed"
     NOTHING_TO_DO = "nothing-to-do"
 
 

@@ -81,8 +81,9 @@ class FakeStack:
 
 
 class FailingUp(StackError):
-    def __init__(self) -> None:
-        super().__init__("pulumi failed: the canary Deployment did not become available")
+    def __init__(self, message: str = "the canary Deployment did not become available", *,
+                 changed: bool = True) -> None:
+        super().__init__(f"pulumi failed on stack lab: {message}", changed=changed)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rollout.api import RolloutResult
 from rollout.driver import Driver, Target
 from rollout.errors import Aborted, InfrastructureError, InvalidInput
 from rollout.journal import DriverBusy, Journal
@@ -91,14 +92,63 @@ def test_one_failed_check_under_the_threshold_still_promotes(tmp_path: Path) -> 
     assert driver.run("v2").outcome is Outcome.PROMOTED
 
 
-def test_a_canary_that_never_gets_ready_is_reverted(tmp_path: Path) -> None:
+def test_a_failed_up_is_reverted_as_an_infrastructure_failure_not_a_verdict(
+        tmp_path: Path) -> None:
     stack = FakeStack(fail_when=lambda cfg, n: FailingUp() if n == 0 else None)
-    driver, stack, analysis, _ = make(tmp_path, stack=stack)
+    driver, stack, analysis, journal = make(tmp_path, stack=stack)
     state = driver.run("v2")
-    assert state.outcome is Outcome.ROLLED_BACK
+    assert state.outcome is Outcome.INFRASTRUCTURE_FAILED and state.phase is Phase.FAILED
+    assert RolloutResult(state.outcome, state.phase, state.reason, state).exit_code == 3
+    assert state.reason.startswith("infrastructure failure: ")
     assert "did not become available" in state.reason
     assert analysis.calls == []
+    assert stack.entries == base_config() and stack.applied == stack.plain()
+    assert journal.history()[-1].outcome is Outcome.INFRASTRUCTURE_FAILED
+
+
+@pytest.mark.parametrize("failing_up", [1, 2, 3])
+def test_an_engine_failure_mid_rollout_reverts_with_an_infrastructure_outcome(
+        tmp_path: Path, failing_up: int) -> None:
+    """Weight steps and the analyses between them: none of these failures is a verdict."""
+    stack = FakeStack(fail_when=lambda cfg, n: FailingUp("error: connection refused")
+                      if n == failing_up else None)
+    driver, stack, _, _ = make(tmp_path, stack=stack)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.INFRASTRUCTURE_FAILED
+    assert "connection refused" in state.reason
     assert stack.entries == base_config()
+
+
+def test_a_failure_that_changed_nothing_is_retried_once_and_the_rollout_goes_on(
+        tmp_path: Path) -> None:
+    stack = FakeStack(fail_when=lambda cfg, n: FailingUp("monitor gone", changed=False)
+                      if n == 2 else None)
+    driver, stack, _, _ = make(tmp_path, stack=stack)
+    seen: list[str] = []
+    driver._progress = lambda state, message: seen.append(message)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.PROMOTED
+    assert stack.attempts == len(stack.ups) + 1
+    assert any("retrying once: pulumi failed on stack lab: monitor gone" in m for m in seen)
+
+
+def test_a_failure_that_changed_nothing_twice_is_not_retried_again(tmp_path: Path) -> None:
+    stack = FakeStack(fail_when=lambda cfg, n: FailingUp("monitor gone", changed=False)
+                      if n in (2, 3) else None)
+    driver, stack, _, _ = make(tmp_path, stack=stack)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.INFRASTRUCTURE_FAILED
+    assert "monitor gone" in state.reason
+    assert stack.entries == base_config()
+
+
+def test_a_failure_that_changed_something_is_never_retried(tmp_path: Path) -> None:
+    stack = FakeStack(fail_when=lambda cfg, n: FailingUp("half applied") if n == 2 else None)
+    driver, stack, _, _ = make(tmp_path, stack=stack)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.INFRASTRUCTURE_FAILED
+    assert [u["config"].get("canaryWeight") for u in stack.ups][-1] is None  # the revert
+    assert stack.attempts == len(stack.ups) + 1
 
 
 def test_a_failed_revert_is_kept_in_the_journal_and_resumable(tmp_path: Path) -> None:
@@ -321,5 +371,5 @@ def test_a_live_lock_that_never_clears_fails_the_step(tmp_path: Path) -> None:
                       and cfg.get("canaryWeight") == "20" else None)
     driver, stack, _, _ = make(tmp_path, stack=stack)
     state = driver.run("v2")
-    assert state.outcome is Outcome.ROLLED_BACK
+    assert state.outcome is Outcome.INFRASTRUCTURE_FAILED
     assert "locked" in state.reason
