@@ -53,12 +53,6 @@ def engine_environment() -> dict[str, str]:
     return env
 
 
-def _program() -> None:
-    from infra.program import main
-
-    main()
-
-
 @dataclass(frozen=True)
 class RolloutResult:
     outcome: str
@@ -93,7 +87,7 @@ class Rollouts:
         if self._adapter is None:
             env = engine_environment()
             self._adapter = StackAdapter(stack=self.stack_name, project_dir=self.project_dir,
-                                         program=_program, env=env, pulumi_bin=locate().pulumi)
+                                         env=env, pulumi_bin=locate().pulumi)
         return self._adapter
 
     def settings_and_policy(self) -> tuple[Any, Policy]:

@@ -17,6 +17,7 @@ from rollout.errors import LabError
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic
 from rollout.paths import project_root
+from rollout.project import project_copy
 from rollout.report import prometheus_fetcher, write_report
 
 STACK = "demo"
@@ -39,11 +40,7 @@ class DemoRun:
 def demo_project(lab: Lab, *, namespace: str = "demo") -> Path:
     """A project folder in the lab's state: Pulumi.yaml and a stack made from the lab stack."""
     root = project_root()
-    target = lab.layout.root / "demo-project"
-    (target / "stacks").mkdir(parents=True, exist_ok=True)
-    settings = yaml.safe_load((root / "Pulumi.yaml").read_text())
-    settings.pop("main", None)
-    (target / "Pulumi.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    target = project_copy(lab.layout.root / "demo-project")
     config = yaml.safe_load((root / "stacks" / "Pulumi.lab.yaml").read_text())
     values = config["config"]
     values[f"{PREFIX}:namespace"] = namespace

@@ -1,6 +1,13 @@
 """The stack adapter: the only module that touches `pulumi.automation`.
 
 Everything it returns is plain data, so the rest of the driver can be tested without the CLI.
+
+The stack's program is the project's own (`main` in Pulumi.yaml), run by the `pulumi` CLI
+through its language host in a fresh process for every operation, exactly as a hand-run
+`pulumi up` does. It is never run inline in this process: the Pulumi Python SDK keeps
+per-program gRPC channels and coroutines that outlive a failed update, and gRPC shares
+connections process-wide by address, so a later update whose engine reused one of those
+ports failed at once with "Resource monitor has terminated" (issue 10).
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from rollout.errors import InvalidInput, StackError, StackLocked
 from rollout.stack_data import ConfigEntry, UpSummary
 
 STACK_NAME = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
-Program = Callable[[], None]
+# Steps that change nothing: after an update that started only these, running it again is safe.
+_NO_CHANGE_OPS = {"same", "read", "refresh"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m|<\{%[a-z]+%\}>")
 EventSink = Callable[[dict[str, Any]], None]
 
 
@@ -33,20 +42,18 @@ def validate_stack_name(name: str) -> str:
 
 
 class StackAdapter:
-    """One Pulumi stack of one project, run with an in-process (inline) program."""
+    """One Pulumi stack of the project in `project_dir`, whose program the CLI runs."""
 
     def __init__(
         self,
         *,
         stack: str,
         project_dir: Path,
-        program: Program,
         env: dict[str, str],
         pulumi_bin: Path,
     ) -> None:
         self.stack_name = validate_stack_name(stack)
         self.project_dir = project_dir
-        self._program = program
         self._env = env
         self._pulumi_bin = pulumi_bin
         self._stack: auto.Stack | None = None
@@ -56,7 +63,7 @@ class StackAdapter:
     def _workspace(self) -> auto.LocalWorkspace:
         command = auto.PulumiCommand(root=str(self._pulumi_bin.parent.parent))
         return auto.LocalWorkspace(
-            work_dir=str(self.project_dir), program=self._program, env_vars=self._env,
+            work_dir=str(self.project_dir), env_vars=self._env,
             pulumi_home=self._env.get("PULUMI_HOME"), pulumi_command=command,
         )
 
@@ -108,10 +115,10 @@ class StackAdapter:
     def up(self, *, targets: list[str] | None = None, message: str | None = None,
            on_event: EventSink | None = None, on_output: Callable[[str], None] | None = None,
            ) -> UpSummary:
-        sink = _event_sink(on_event)
-        with _translated(self.stack_name):
+        steps = _StepRecorder(on_event)
+        with _translated(self.stack_name, steps):
             result = self.stack().up(
-                target=targets or None, message=message, on_event=sink, on_output=on_output,
+                target=targets or None, message=message, on_event=steps, on_output=on_output,
                 show_secrets=False, suppress_outputs=True,
             )
         summary = result.summary
@@ -177,26 +184,44 @@ class StackAdapter:
         return [r["urn"] for r in deployment.get("resources", []) if r.get("type") in types]
 
 
-def _event_sink(on_event: EventSink | None) -> Callable[[auto.EngineEvent], None] | None:
-    if on_event is None:
-        return None
+class _StepRecorder:
+    """Watches an update's engine events: which steps it started, and its error messages."""
 
-    def sink(event: auto.EngineEvent) -> None:
-        if event.resource_outputs_event is not None:
+    def __init__(self, forward: EventSink | None) -> None:
+        self._forward = forward
+        self.changed = False
+        self.errors: list[str] = []
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        if event.resource_pre_event is not None:
+            meta = event.resource_pre_event.metadata
+            if meta.op.value not in _NO_CHANGE_OPS and not _state_only(meta.type):
+                self.changed = True
+        failed = event.res_op_failed_event
+        if failed is not None and not _state_only(failed.metadata.type):
+            self.changed = True
+        if event.diagnostic_event is not None and event.diagnostic_event.severity == "error":
+            self.errors.append(_plain(event.diagnostic_event.message))
+            if self._forward:
+                self._forward({"kind": "error", "message": event.diagnostic_event.message})
+        if self._forward and event.resource_outputs_event is not None:
             meta = event.resource_outputs_event.metadata
-            on_event({"kind": "resource", "op": str(meta.op.value), "urn": meta.urn,
-                      "type": meta.type})
-        elif event.diagnostic_event is not None and event.diagnostic_event.severity == "error":
-            on_event({"kind": "error", "message": event.diagnostic_event.message})
+            self._forward({"kind": "resource", "op": str(meta.op.value), "urn": meta.urn,
+                           "type": meta.type})
 
-    return sink
+
+def _state_only(resource_type: str) -> bool:
+    """The stack itself and providers live only in Pulumi's state; steps on them touch no
+    cluster object."""
+    return resource_type.startswith("pulumi:")
 
 
 class _translated:
     """Maps Automation API errors onto the project's error tree, once, at this boundary."""
 
-    def __init__(self, stack: str) -> None:
+    def __init__(self, stack: str, steps: _StepRecorder | None = None) -> None:
         self.stack = stack
+        self.steps = steps
 
     def __enter__(self) -> None:
         return None
@@ -206,7 +231,6 @@ class _translated:
     ) -> bool:
         if err is None or not isinstance(err, auto.errors.CommandError):
             return False
-        text = _tail(str(err))
         if isinstance(err, auto.errors.ConcurrentUpdateError):
             raise StackLocked(
                 f"stack {self.stack} is locked by another update",
@@ -217,7 +241,64 @@ class _translated:
                 f"stack {self.stack} does not exist",
                 hint=f"create it with `pulumi stack init {self.stack}` or check the name",
             ) from err
-        raise StackError(f"pulumi failed on stack {self.stack}:\n{text}") from err
+        lines = engine_errors(str(err)) or (self.steps.errors if self.steps else [])
+        reason = "; ".join(lines) if lines else _tail(str(err), 3)
+        # Without engine events nothing says the update changed nothing, so assume it did.
+        changed = self.steps.changed if self.steps else True
+        raise StackError(f"pulumi failed on stack {self.stack}: {reason}",
+                         changed=changed) from err
+
+
+_MONITOR_GONE = "Resource monitor has terminated, shutting down"
+_GENERIC = {"update failed", "preview failed", "destroy failed", "refresh failed"}
+
+
+def engine_errors(output: str, *, limit: int = 600) -> list[str]:
+    """The engine's error lines from a failed command's output, each with its resource.
+
+    Pulumi prints them under "Diagnostics:" as `  <type> (<name>):` then `    error: ...`,
+    a message sometimes continuing on further lines; the summary lines around them and the
+    generic "update failed" are left out.
+    """
+    found: list[str] = []
+    resource = ""
+    current: list[str] | None = None
+
+    def close() -> None:
+        if current:
+            text = " ".join(part for part in current if part)
+            if text not in _GENERIC:
+                entry = f"{resource}: {text}" if resource else text
+                if len(entry) > limit:
+                    entry = entry[: limit - 1] + "…"
+                if entry not in found:
+                    found.append(entry)
+
+    for raw in _plain(output).splitlines():
+        line = raw.rstrip()
+        header = re.match(r"^  (\S+) \((.+)\):$", line)
+        error = re.match(r"^\s*error: (.*)$", line)
+        if header or error or not line.strip():
+            close()
+            current = None
+        if header:
+            kind = header.group(1).rsplit(":", 1)[-1]
+            resource = f"{kind} {header.group(2)}"
+        elif error:
+            current = [error.group(1).strip()]
+        elif current is not None and raw.startswith("    "):
+            current.append(line.strip())
+        elif current is not None:
+            close()
+            current = None
+    close()
+    # The program's own follow-on once the engine has stopped; it says nothing by itself.
+    causes = [entry for entry in found if not entry.endswith(_MONITOR_GONE)]
+    return causes or found
+
+
+def _plain(text: str) -> str:
+    return _ANSI.sub("", text)
 
 
 def _alive(pid: int) -> bool:

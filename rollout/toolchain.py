@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +131,8 @@ def pulumi_environment(tools: Toolchain, *, pulumi_home: Path, backend_dir: Path
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "PULUMI_BACKEND_URL": os.environ.get("PULUMI_BACKEND_URL", f"file://{backend_dir}"),
         "PATH": os.pathsep.join([*bin_dirs, os.environ.get("PATH", "")]),
+        # The language host runs the program with the interpreter that has this package.
+        "PULUMI_PYTHON": os.environ.get("PULUMI_PYTHON", sys.executable),
     }
     user_secrets = {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"} & set(os.environ)
     if not user_secrets:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 
@@ -28,3 +29,12 @@ def lab() -> Iterator[Lab]:
                 os.environ[key] = value
         if started_here and not os.environ.get("CANARY_KEEP_LAB"):
             lab.down(progress=lambda msg: print(f"lab: {msg}"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _collect_garbage_per_module() -> Iterator[None]:
+    """Collects each module's garbage at its end, so that an abandoned coroutine (a Pulumi
+    program left unfinished, say) fails the module that abandoned it (filterwarnings =
+    error) rather than whichever later test the garbage collector happens to run in."""
+    yield
+    gc.collect()

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from rollout.lab.lab import Lab
+from rollout.paths import install_root
 from rollout.stack import StackAdapter
 from rollout.toolchain import locate
 
@@ -55,11 +56,19 @@ def smoke_program() -> None:
     )
 
 
+def smoke_project(tmp: Path) -> Path:
+    """A project whose program is `smoke_program`, run by the CLI like any user's project."""
+    (tmp / "Pulumi.yaml").write_text(f"name: {PROJECT}\nruntime: python\nmain: smoke/\n")
+    (tmp / "smoke").mkdir(exist_ok=True)
+    (tmp / "smoke" / "__main__.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(install_root())!r})\n"
+        "from tests.lab.engine import smoke_program\nsmoke_program()\n")
+    return tmp
+
+
 def smoke_stack(lab: Lab, tmp: Path) -> tuple[StackAdapter, str]:
-    (tmp / "Pulumi.yaml").write_text(f"name: {PROJECT}\nruntime: python\n")
     namespace = f"smoke-{uuid.uuid4().hex[:8]}"
-    adapter = StackAdapter(stack=f"smoke-{uuid.uuid4().hex[:6]}", project_dir=tmp,
-                           program=smoke_program, env=lab.environment(),
-                           pulumi_bin=locate().pulumi)
+    adapter = StackAdapter(stack=f"smoke-{uuid.uuid4().hex[:6]}", project_dir=smoke_project(tmp),
+                           env=lab.environment(), pulumi_bin=locate().pulumi)
     adapter.set_config({f"{PROJECT}:namespace": namespace})
     return adapter, namespace

@@ -10,6 +10,7 @@ import yaml
 
 from rollout.api import Rollouts
 from rollout.paths import project_root
+from rollout.project import project_copy
 
 PREFIX = "canary-service"
 
@@ -18,11 +19,7 @@ def make_project(tmp: Path, *, base: str = "lab", overrides: dict[str, Any] | No
                  stack: str | None = None) -> tuple[Path, str, str]:
     """Copies Pulumi.yaml and stacks/Pulumi.<base>.yaml into `tmp` under a fresh stack name."""
     root = project_root()
-    settings = yaml.safe_load((root / "Pulumi.yaml").read_text())
-    # The driver runs the program in-process; `main` would point at a folder not copied here.
-    settings.pop("main", None)
-    (tmp / "Pulumi.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    (tmp / "stacks").mkdir(exist_ok=True)
+    project_copy(tmp)
     stack = stack or f"it-{uuid.uuid4().hex[:6]}"
     namespace = f"{stack}-ns"
     config = yaml.safe_load((root / "stacks" / f"Pulumi.{base}.yaml").read_text())

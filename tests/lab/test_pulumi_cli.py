@@ -10,15 +10,11 @@ from kubernetes import client
 
 from rollout.lab import kube
 from rollout.lab.lab import Lab
-from rollout.paths import install_root
 from tests.lab.project import make_project
 
 
 def test_a_weight_step_by_hand_is_config_set_plus_up(lab: Lab, tmp_path: Path) -> None:
     project, stack, namespace = make_project(tmp_path)
-    (project / "Pulumi.yaml").write_text(
-        (project / "Pulumi.yaml").read_text() + "main: infra/\n")
-    (project / "infra").symlink_to(install_root() / "infra")
     env = {**os.environ, **lab.environment()}
 
     def pulumi(*args: str) -> str:
