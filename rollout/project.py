@@ -10,13 +10,17 @@ from pathlib import Path
 
 import yaml
 
+from rollout.errors import InvalidInput
 from rollout.paths import install_root, project_root
 
 
 def project_copy(target: Path) -> Path:
     root = project_root()
     settings = yaml.safe_load((root / "Pulumi.yaml").read_text())
-    main = str(settings.get("main", ".")).rstrip("/")
+    main = str(settings.get("main", "")).rstrip("/")
+    if not main or main == ".":
+        raise InvalidInput(f"{root / 'Pulumi.yaml'} has no `main` folder to link",
+                           hint="set `main: infra/` (the program's folder) in Pulumi.yaml")
     (target / "stacks").mkdir(parents=True, exist_ok=True)
     (target / "Pulumi.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     link = target / main

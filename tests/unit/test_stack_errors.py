@@ -56,3 +56,20 @@ def test_colour_codes_and_repeats_are_dropped() -> None:
 
 def test_output_without_diagnostics_gives_nothing() -> None:
     assert engine_errors("error: update failed\nsomething else\n") == []
+
+
+def test_a_project_without_a_program_folder_cannot_be_copied(tmp_path: Path,
+                                                             monkeypatch: object) -> None:
+    import pytest
+
+    from rollout.errors import InvalidInput
+    from rollout.project import project_copy
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
+    monkeypatch.setenv("CANARY_PROJECT_DIR", str(source))  # type: ignore[attr-defined]
+    with pytest.raises(InvalidInput) as err:
+        project_copy(tmp_path / "copy")
+    assert "main" in str(err.value)
+    assert not (tmp_path / "copy").exists(), "nothing is written"
