@@ -23,7 +23,7 @@ from rollout.analysis import (
     Measurement,
     MetricSpec,
     SequentialJudge,
-    SequentialState,
+    JudgeState,
     ThresholdJudge,
 )
 
@@ -177,7 +177,7 @@ def sequential(settings: Settings, *, slow: bool) -> Contender:
         }
 
     def run(rollout: list[list[Step]]) -> int | None:
-        state = SequentialState()
+        state = JudgeState()
         for number, steps in enumerate(rollout, 1):
             canary = _total([step.canary for step in steps])
             primary = _total([step.primary for step in steps])

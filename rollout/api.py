@@ -107,8 +107,7 @@ class Rollouts:
         metric = None
         if not policy.skip_analysis:
             spec = analysis_spec(policy)
-            metric = MetricAnalysis(spec=spec, provider=provider_for(spec.provider),
-                                    threshold=policy.threshold)
+            metric = MetricAnalysis(spec=spec, provider=provider_for(spec.provider))
         env = engine_environment()
         return Driver(
             stack=self.adapter,

@@ -11,13 +11,15 @@ from typing import Any
 from rollout.analysis import (
     AnalysisSpec,
     Decision,
+    JudgeState,
     MetricProvider,
     MetricQueryError,
     MetricVerdict,
     Outcome,
-    SequentialState,
+    Tally,
     Verdict,
     Workloads,
+    add_check,
     provider_for,
 )
 from rollout.analysis.templates import BUILTIN_TEMPLATES
@@ -27,6 +29,7 @@ from rollout.analyzing import judge_window
 from rollout.errors import InvalidInput
 
 MAX_WINDOWS = 2000
+_PASSED = {Decision.PASS: True, Decision.FAIL: False, Decision.INCONCLUSIVE: None}
 _SEQUENTIAL_TESTS = ("errors", "slow-requests")
 
 
@@ -44,6 +47,7 @@ class Check:
     verdict: Verdict
     failed_checks: int
     inconclusive: int
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,42 +147,25 @@ def plan(spec: AnalysisSpec, *, start: str, end: str, step: str | None,
 # -- judging ------------------------------------------------------------------------------
 
 
-def tally(judged: Iterable[tuple[Window, Verdict]], *, threshold: int) -> list[Check]:
-    """Failed checks as the driver counts them: summed, and never reset by a passing check."""
+def tally(judged: Iterable[tuple[Window, Verdict]], *, threshold: int,
+          max_inconclusive: int) -> list[Check]:
+    """Failed checks as the driver counts them (rollout.analysis.checks)."""
     checks = []
-    failed = inconclusive = 0
+    running = Tally()
     for window, verdict in judged:
-        failed += _counted(verdict, threshold)
-        if verdict.result is Decision.INCONCLUSIVE:
-            inconclusive += 1
-            if inconclusive > threshold:
-                failed = max(failed, threshold)
-        else:
-            inconclusive = 0
-        checks.append(Check(window, verdict, failed, inconclusive))
+        running = add_check(running, passed=_PASSED[verdict.result],
+                            failed_checks=verdict.failed_checks, final=verdict.final,
+                            threshold=threshold, max_inconclusive=max_inconclusive)
+        checks.append(Check(window, verdict, running.failed, running.inconclusive,
+                            running.note))
     return checks
-
-
-def _counted(verdict: Verdict, threshold: int) -> int:
-    # Conclusive evidence (the sequential test) rolls back without waiting for the threshold.
-    if verdict.final and verdict.result is Decision.FAIL:
-        return max(verdict.failed_checks, threshold)
-    return verdict.failed_checks
 
 
 def first_rollback(checks: Sequence[Check], *, threshold: int) -> Rollback | None:
     for check in checks:
         if check.failed_checks >= threshold:
-            return Rollback(check.window.end, check.failed_checks, _why(check, threshold))
+            return Rollback(check.window.end, check.failed_checks, check.note)
     return None
-
-
-def _why(check: Check, threshold: int) -> str:
-    if check.verdict.final and check.verdict.result is Decision.FAIL:
-        return "the evidence of a regression was conclusive"
-    if check.inconclusive > threshold:
-        return f"{check.inconclusive} inconclusive analyses in a row"
-    return ""
 
 
 class Replay:
@@ -189,13 +176,13 @@ class Replay:
         self.spec = spec
         self.provider = provider
         self.workloads = workloads
-        self._state = SequentialState()
+        self._state = JudgeState()
 
     def judge(self, window: Window) -> Verdict:
         verdict, self._state = judge_window(
             spec=self.spec, provider=self.provider, workloads=self.workloads,
             seconds=(window.end - window.start).total_seconds(), end=window.end,
-            sequential=self._state)
+            state=self._state)
         return verdict
 
 
@@ -204,7 +191,7 @@ def backtest(*, spec: AnalysisSpec, provider: MetricProvider, workloads: Workloa
     """Judges every window in order and finds where the rollout would have rolled back."""
     replay = Replay(spec=spec, provider=provider, workloads=workloads)
     checks = tally(((window, replay.judge(window)) for window in windows),
-                   threshold=spec.threshold)
+                   threshold=spec.threshold, max_inconclusive=spec.max_inconclusive)
     return Backtest(
         checks=tuple(checks),
         threshold=spec.threshold,

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.analysis.checks import Tally, add_check
 from rollout.errors import (
     Aborted,
     InfrastructureError,
@@ -251,15 +252,15 @@ class Driver:
                            "failed_checks": verdict["failed_checks"] + len(hook_failures),
                            "reason": "; ".join([verdict["reason"], *hook_failures])}
         verdict.update(step=state.step, weight=state.weight, at=self.clock.now())
-        failed = state.failed_checks + int(verdict["failed_checks"])
-        inconclusive = state.inconclusive + (verdict["passed"] is None)
-        if verdict["passed"] is None and inconclusive > self.policy.threshold:
-            failed = max(failed, self.policy.threshold)
-            verdict["reason"] += f" (inconclusive {inconclusive} times in a row)"
-        elif verdict["passed"] is not None:
-            inconclusive = 0
+        tally = add_check(Tally(state.failed_checks, state.inconclusive),
+                          passed=verdict["passed"], failed_checks=int(verdict["failed_checks"]),
+                          final=bool(verdict.get("final")), threshold=self.policy.threshold,
+                          max_inconclusive=self.policy.max_inconclusive)
+        if tally.note:
+            verdict["reason"] += f" ({tally.note})"
         state = self._save(state.moved(analyses=[*state.analyses, verdict],
-                                       failed_checks=failed, inconclusive=inconclusive,
+                                       failed_checks=tally.failed,
+                                       inconclusive=tally.inconclusive,
                                        judge_state=judge_state)
                            .with_event(f"analysis: {verdict['reason']}",
                                        passed=verdict["passed"]))

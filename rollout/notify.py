@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Protocol
 
 import httpx
 
-from rollout.errors import InvalidInput
+from rollout.policy import redact_url, url_from_env
 
 
 class Notifier(Protocol):
@@ -28,7 +27,7 @@ class SlackNotifier:
         self.errors: list[str] = []
 
     def __repr__(self) -> str:
-        return "SlackNotifier(url=<redacted>)"
+        return f"SlackNotifier(url={redact_url(self._url, path=False)!r})"
 
     def post(self, *, title: str, text: str, ok: bool, fields: dict[str, Any]) -> None:
         body = {
@@ -43,17 +42,12 @@ class SlackNotifier:
         try:
             with httpx.Client(timeout=5, transport=self._transport) as client:
                 client.post(self._url, json=body).raise_for_status()
-        except httpx.HTTPError as err:
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
             self.errors.append(type(err).__name__)
 
 
 def notifier_from_env(variable: str | None) -> Notifier:
     if not variable:
         return NopNotifier()
-    url = os.environ.get(variable)
-    if not url:
-        raise InvalidInput(
-            f"slackWebhookEnv names ${variable}, which is not set",
-            hint=f"export {variable}=<Slack incoming webhook URL>, or remove slackWebhookEnv",
-        )
-    return SlackNotifier(url)
+    return SlackNotifier(url_from_env(variable, key="slackWebhookEnv",
+                                      what="the Slack incoming webhook URL"))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from typing import Any, Literal
+from urllib.parse import unquote_plus, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rollout.analysis import AnalysisSpec, parse_analysis
+from rollout.analysis.model import EnvName, parse_provider, provider_credentials
 from rollout.durations import parse_duration
 from rollout.errors import InvalidInput
 
@@ -37,15 +40,126 @@ class Pause(_Model):
     _check = field_validator("duration")(lambda v: v if v is None else _duration(v))
 
 
+# Query parameters whose names (split at -, _, . and camelCase humps) say they carry a credential.
+_TOKEN_WORDS = frozenset({
+    "token", "key", "apikey", "secret", "signature", "sig", "password", "passwd", "auth",
+    "authorization", "credential", "credentials",
+})
+_TOKEN_ENDINGS = ("token", "secret", "password", "signature")
+
+
+def _query_pairs(query: str) -> list[tuple[str, str | None]]:
+    pairs: list[tuple[str, str | None]] = []
+    for item in query.split("&"):
+        name, equals, value = item.partition("=")
+        if item:
+            pairs.append((name, value if equals else None))
+    return pairs
+
+
+def _token_like(name: str) -> bool:
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", unquote_plus(name)).lower()
+    return any(word in _TOKEN_WORDS or word.endswith(_TOKEN_ENDINGS)
+               for word in re.split(r"[-_.\s]+", words))
+
+
+def url_credentials(url: str) -> list[str]:
+    """What in a URL is a credential: userinfo (user:password@) and token-like query parameters."""
+    parts = urlsplit(url)
+    found = ["userinfo (user:password@)"] if "@" in parts.netloc else []
+    found += [f"query parameter {name!r}" for name, _ in _query_pairs(parts.query)
+              if _token_like(name)]
+    return found
+
+
+def redact_url(url: str, *, path: bool = True) -> str:
+    """The one way a webhook URL is shown: userinfo, query values and fragment become ***, and so
+    does the path unless `path` (a URL from the environment is secret as a whole)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    _userinfo, at, host = parts.netloc.rpartition("@")
+    shown = f"{parts.scheme}://{'***@' if at else ''}{host}"
+    shown += parts.path if path or not parts.path.strip("/") else "/***"
+    if parts.query:
+        shown += "?" + "&".join("***" if value is None else f"{name}=***"
+                                for name, value in _query_pairs(parts.query))
+    return shown + ("#***" if parts.fragment else "")
+
+
+def url_secrets(url: str, *, path: bool = True) -> list[str]:
+    """The parts of `url` that redact_url hides, longest first, to scrub them from other text."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    pairs = _query_pairs(parts.query)
+    userinfo = parts.netloc.rpartition("@")[0]
+    hidden = [userinfo, *userinfo.split(":", 1), parts.fragment]
+    hidden += [value if value is not None else name for name, value in pairs]
+    if not path:
+        hidden += [parts.path, *parts.path.split("/")]
+    # Shorter pieces (a page number, "hooks") are no secret and would blank unrelated text.
+    found = {piece for text in hidden for piece in (text, unquote_plus(text)) if len(piece) >= 6}
+    return sorted(found, key=len, reverse=True)
+
+
+def url_from_env(variable: str, *, key: str, what: str = "the webhook URL") -> str:
+    """A URL held by an environment variable: set, and http(s). Its value is never shown."""
+    url = os.environ.get(variable, "").strip()
+    if not url:
+        raise InvalidInput(f"{key} names ${variable}, which is not set",
+                           hint=f"export {variable}=<{what}> before running the rollout")
+    if not re.match(r"^https?://[^\s/?#]+\S*$", url):
+        raise InvalidInput(f"${variable} (named by {key}) does not hold an http(s) URL",
+                           hint=f"set {variable} to {what}, starting with https:// or http://")
+    return url
+
+
 class Webhook(_Model):
+    """A hook's URL is written in the stack file (`url`), or, when it carries a credential, read
+    from the environment variable that `urlEnv` names each time the hook is called."""
+
     name: str = Field(min_length=1)
     type: HookType
-    url: str = Field(pattern=r"^https?://")
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    url_env: EnvName | None = Field(default=None, alias="urlEnv")
     timeout: str = "10s"
     retries: int = Field(default=2, ge=0, le=10)
     metadata: dict[str, str] = Field(default_factory=dict)
 
     _check = field_validator("timeout")(lambda v: _duration(v))
+
+    @model_validator(mode="after")
+    def _one_url_without_credentials(self) -> Webhook:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError(f"webhook {self.name!r} needs exactly one of url and urlEnv "
+                             "(the name of an environment variable that holds the URL)")
+        if self.url is not None and (found := url_credentials(self.url)):
+            raise ValueError(
+                f"webhook {self.name!r}: its url carries credentials ({', '.join(found)}), "
+                "which must not be written in the stack file (it would be copied into git and "
+                "the rollout journal); export the whole URL in an environment variable and "
+                "give urlEnv: ENV_VAR instead of url")
+        return self
+
+    def resolved_url(self) -> str:
+        """The URL to call, read from the environment at each call when the hook has urlEnv."""
+        if self.url is not None:
+            return self.url
+        assert self.url_env is not None
+        return url_from_env(self.url_env, key=f"webhook {self.name!r} urlEnv")
+
+    def shown(self, url: str) -> str:
+        return redact_url(url, path=self.url is not None)
+
+    def scrubbed(self, text: str, url: str) -> str:
+        """`text` (an error, an answer) with every part of `url` that is not shown hidden."""
+        text = text.replace(url, self.shown(url))
+        for secret in url_secrets(url, path=self.url is not None):
+            text = text.replace(secret, "***")
+        return text
 
 
 class Policy(_Model):
@@ -61,14 +175,18 @@ class Policy(_Model):
     canary_replicas: int | None = Field(default=None, alias="canaryReplicas", ge=1)
     ready_timeout: str = Field(default="5m", alias="readyTimeout")
     skip_analysis: bool = Field(default=False, alias="skipAnalysis")
+    # What an interval without data counts as (never a pass), and how many inconclusive
+    # intervals in a row a step may wait through before each further one counts as failed.
+    on_no_data: Literal["fail", "inconclusive"] = Field(default="inconclusive", alias="onNoData")
+    max_inconclusive: int = Field(default=3, alias="maxInconclusive", ge=1, le=100)
     # Validated by rollout.analysis (parse_analysis), which owns their schema.
     metrics: list[dict[str, Any]] = Field(default_factory=list)
     templates: dict[str, str] = Field(default_factory=dict)
     judge: dict[str, Any] = Field(default_factory=lambda: {"kind": "threshold"})
     provider: dict[str, Any] = Field(default_factory=dict)
-    bearer_token_env: str | None = Field(default=None, alias="bearerTokenEnv")
+    bearer_token_env: EnvName | None = Field(default=None, alias="bearerTokenEnv")
     webhooks: list[Webhook] = Field(default_factory=list)
-    slack_webhook_env: str | None = Field(default=None, alias="slackWebhookEnv")
+    slack_webhook_env: EnvName | None = Field(default=None, alias="slackWebhookEnv")
 
     _intervals = field_validator("interval", "ready_timeout")(lambda v: _duration(v))
 
@@ -107,19 +225,27 @@ def analysis_spec(policy: Policy, *, key: str = "canary-service:analysis") -> An
     provider = dict(policy.provider)
     provider.setdefault("address", os.environ.get("CANARY_PROMETHEUS_URL", DEFAULT_PROMETHEUS))
     if policy.bearer_token_env:
-        token = os.environ.get(policy.bearer_token_env)
-        if not token:
+        if "bearerTokenEnv" in provider:
+            raise InvalidInput(
+                f"{key} sets bearerTokenEnv both at its top level and in provider",
+                hint=f"keep one: {key}.provider.bearerTokenEnv or {key}.bearerTokenEnv",
+            )
+        if not os.environ.get(policy.bearer_token_env):
             raise InvalidInput(
                 f"{key}.bearerTokenEnv names ${policy.bearer_token_env}, which is not set",
                 hint=f"export {policy.bearer_token_env}=<token> before running the rollout",
             )
-        provider["bearerToken"] = token
-    return parse_analysis(
+        provider["bearerTokenEnv"] = policy.bearer_token_env
+    spec = parse_analysis(
         {"interval": policy.interval, "threshold": policy.threshold,
+         "onNoData": policy.on_no_data, "maxInconclusive": policy.max_inconclusive,
          "metrics": policy.metrics, "templates": policy.templates, "judge": policy.judge,
          "provider": provider},
         where=key,
     )
+    # Read now only to fail before anything changes; the provider reads them again when built.
+    provider_credentials(spec.provider, where=f"{key}.provider")
+    return spec
 
 
 def load_policy(raw: dict[str, Any] | None, *, key: str = "canary-service:analysis") -> Policy:
@@ -135,7 +261,10 @@ def load_policy(raw: dict[str, Any] | None, *, key: str = "canary-service:analys
         raise InvalidInput(
             "invalid rollout policy:\n  " + "\n  ".join(problems),
             hint=f"fix {key} in stacks/Pulumi.<stack>.yaml (schema: README, 'Rollout policy')",
-        ) from err
+        ) from None  # the cause would show the input, which may hold a secret
     if not policy.skip_analysis:
         analysis_spec(policy, key=key)
+    elif policy.provider:
+        # Unused, but copied into the journal with the rest of the stack config all the same.
+        parse_provider(policy.provider, where=f"{key}.provider")
     return policy

@@ -42,10 +42,11 @@ class StepVerdict:
     reason: str
     metrics: list[dict[str, Any]] = field(default_factory=list)
     judge_state: dict[str, Any] = field(default_factory=dict)
+    final: bool = False  # the evidence is conclusive: roll back without waiting for more
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "failed_checks": self.failed_checks,
-                "reason": self.reason, "metrics": self.metrics}
+                "reason": self.reason, "metrics": self.metrics, "final": self.final}
 
 
 class AnalysisPort(Protocol):

@@ -3,6 +3,7 @@
 A hook succeeds when it answers 2xx. Gates (confirm-*) hold the rollout until every hook of
 their type succeeds; pre-rollout and rollout failures count as failed checks; a rollback hook
 answering 2xx asks for a rollback now; post-rollout and event failures are only reported.
+A hook's URL is shown only as `redact_url` makes it: in results, the journal, logs and errors.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from rollout.durations import parse_duration
-from rollout.policy import HookType, Webhook
+from rollout.errors import InvalidInput
+from rollout.policy import HookType, Webhook, redact_url
+
+__all__ = ["HookResult", "WebhookCaller", "redact_url"]
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,11 @@ class HookResult:
         return dict(self.__dict__)
 
 
-def redact_url(url: str) -> str:
-    """Scheme and host only: paths and queries of webhook URLs often carry tokens."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}/…"
-
-
 class WebhookCaller:
     def __init__(self, hooks: list[Webhook], *, transport: httpx.BaseTransport | None = None,
                  backoff: float = 0.5) -> None:
+        for hook in hooks:
+            hook.resolved_url()  # an unset urlEnv fails now, before the rollout changes anything
         self.hooks = hooks
         self._transport = transport
         self._backoff = backoff
@@ -58,30 +57,39 @@ class WebhookCaller:
     def _call(self, hook: Webhook, payload: dict[str, Any]) -> HookResult:
         body = {**payload, "type": hook.type, "metadata": {**hook.metadata}}
         timeout = parse_duration(hook.timeout)
+        try:
+            url = hook.resolved_url()
+        except InvalidInput as err:
+            return HookResult(hook.name, hook.type, False, None,
+                              f"{hook.type} hook {hook.name} not called: {err.message}")
         last = HookResult(hook.name, hook.type, False, None, "not called")
         for attempt in range(hook.retries + 1):
             if attempt:
                 time.sleep(self._backoff * 2 ** (attempt - 1))
-            last = self._post(hook, body, timeout)
+            last = self._post(hook, url, body, timeout)
             if last.ok or (last.status is not None and last.status < 500):
                 return last
         return last
 
-    def _post(self, hook: Webhook, body: dict[str, Any], timeout: float) -> HookResult:
-        where = redact_url(hook.url)
+    def _post(self, hook: Webhook, url: str, body: dict[str, Any], timeout: float
+              ) -> HookResult:
+        where = hook.shown(url)
         try:
             with httpx.Client(timeout=timeout, transport=self._transport) as client:
-                response = client.post(hook.url, json=body)
+                response = client.post(url, json=body)
         except httpx.TimeoutException:
             return HookResult(hook.name, hook.type, False, None,
                               f"{hook.type} hook {hook.name} at {where} timed out "
                               f"after {timeout:g}s")
-        except httpx.HTTPError as err:
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
+            # httpx puts the URL it was given into some of its messages.
+            detail = hook.scrubbed(str(err), url).strip()[:200]
             return HookResult(hook.name, hook.type, False, None,
                               f"{hook.type} hook {hook.name} at {where} failed: "
-                              f"{type(err).__name__}")
+                              f"{type(err).__name__}" + (f": {detail}" if detail else ""))
         ok = 200 <= response.status_code < 300
-        text = response.text.strip().replace("\n", " ")[:200]
+        # An endpoint may echo the request, URL and all, into its answer.
+        text = hook.scrubbed(response.text, url).strip().replace("\n", " ")[:200]
         verdict = "accepted" if ok else "refused"
         return HookResult(hook.name, hook.type, ok, response.status_code,
                           f"{hook.type} hook {hook.name} {verdict} with HTTP "

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
-from rollout.errors import InvalidInput
-
+from .counters import (
+    CounterQueries,
+    Increase,
+    Reading,
+    UnreadableCounter,
+    advance,
+    counter_queries,
+    read,
+)
 from .errors import InvalidQuery, MetricQueryError
 from .model import AnalysisSpec, MetricSpec
 from .providers import MetricProvider
 from .results import EventCounts, Measurement
-from .templates import CountQueries, Workloads, count_queries, metric_queries
+from .templates import Workloads, metric_queries
 from .values import format_duration
 
 
@@ -76,85 +83,106 @@ def sample(
     return tuple(results)
 
 
+def read_counters(
+    *, provider: MetricProvider, workloads: Workloads, slow_request_ms: float | None,
+    at: datetime,
+) -> tuple[Reading, Reading]:
+    """The last value of every raw counter series of the canary and the primary at `at`."""
+
+    def side(workload: str) -> Reading:
+        queries = _counters(workloads, workload, slow_request_ms)
+        return read(
+            at=at.timestamp(),
+            requests=provider.query_series(queries.requests, at),
+            buckets=provider.query_series(queries.buckets, at) if queries.buckets else [],
+            slow_request_ms=slow_request_ms,
+        )
+
+    return side(workloads.canary), side(workloads.primary)
+
+
 def count_events(
     *,
     provider: MetricProvider,
     workloads: Workloads,
-    window: str,
-    slow_request_ms: float | None = None,
-    at: datetime | None = None,
-) -> dict[str, EventCounts]:
-    """Requests, 5xx and (if a bound is given) slow requests on each side over `window`."""
-    canary = count_queries(
-        namespace=workloads.namespace,
-        workload=workloads.canary,
-        interval=window,
-        slow_request_ms=slow_request_ms,
-    )
-    primary = count_queries(
-        namespace=workloads.namespace,
-        workload=workloads.primary,
-        interval=window,
-        slow_request_ms=slow_request_ms,
-    )
+    slow_request_ms: float | None,
+    start: datetime,
+    end: datetime,
+    since: tuple[Reading, Reading] | None = None,
+) -> tuple[dict[str, EventCounts], tuple[Reading, Reading] | None]:
+    """Requests, 5xx and (if a bound is given) slow requests on each side, counted exactly.
+
+    The counts run from `since` (the readings the last count ended with) or, at the first
+    count, from the counters at `start`, to `end`, over every raw sample in between. Returns
+    the counts and the readings to continue from next time (None when `end` could not be
+    read: the next count then covers this interval too).
+    """
+    kinds = ["errors"] if slow_request_ms is None else ["errors", "slow-requests"]
+    window = format_duration(_seconds(start, end))
     try:
-        return _counts(provider, canary=canary, primary=primary, window=window, at=at)
+        before = since or read_counters(
+            provider=provider, workloads=workloads, slow_request_ms=slow_request_ms, at=start
+        )
+        window = format_duration(_seconds(datetime.fromtimestamp(before[0].at, UTC), end))
+        canary, canary_after = _advance(provider, workloads, workloads.canary, before[0],
+                                        slow_request_ms, end)
+        primary, primary_after = _advance(provider, workloads, workloads.primary, before[1],
+                                          slow_request_ms, end)
     except (MetricQueryError, InvalidQuery) as exc:
         failed = EventCounts(0, 0, 0, 0, window=window, error=exc.message)
-        kinds = ["errors"] if slow_request_ms is None else ["errors", "slow-requests"]
-        return dict.fromkeys(kinds, failed)
-
-
-def _counts(
-    provider: MetricProvider,
-    *,
-    canary: CountQueries,
-    primary: CountQueries,
-    window: str,
-    at: datetime | None,
-) -> dict[str, EventCounts]:
-    def total(query: str) -> int:
-        return _count(provider.query(query, at))
-
+        return dict.fromkeys(kinds, failed), since
+    except UnreadableCounter as exc:
+        missing = EventCounts(0, 0, 0, 0, window=window, missing=str(exc))
+        return dict.fromkeys(kinds, missing), since
     found = {
-        "errors": EventCounts(
-            canary_total=total(canary.requests),
-            canary_bad=total(canary.errors),
-            primary_total=total(primary.requests),
-            primary_bad=total(primary.errors),
-            window=window,
+        "errors": _clamped(
+            EventCounts(
+                canary_total=_whole(canary.requests),
+                canary_bad=_whole(canary.errors),
+                primary_total=_whole(primary.requests),
+                primary_bad=_whole(primary.errors),
+                window=window,
+            )
         )
     }
-    if canary.timed is not None:
-        canary_timed, canary_slow = _slow(provider, canary, at)
-        primary_timed, primary_slow = _slow(provider, primary, at)
-        found["slow-requests"] = EventCounts(
-            canary_total=canary_timed,
-            canary_bad=canary_slow,
-            primary_total=primary_timed,
-            primary_bad=primary_slow,
-            window=window,
+    if slow_request_ms is not None:
+        found["slow-requests"] = _clamped(
+            EventCounts(
+                canary_total=_whole(canary.timed),
+                canary_bad=_whole(canary.timed) - _whole(canary.under),
+                primary_total=_whole(primary.timed),
+                primary_bad=_whole(primary.timed) - _whole(primary.under),
+                window=window,
+            )
         )
-    return {kind: _clamped(counts) for kind, counts in found.items()}
+    return found, (canary_after, primary_after)
 
 
-def _count(values: list[float]) -> int:
-    # increase() extrapolates to the window's edges, so counts come back fractional.
-    return max(round(sum(values)), 0)
+def _counters(workloads: Workloads, workload: str, slow_request_ms: float | None
+              ) -> CounterQueries:
+    return counter_queries(namespace=workloads.namespace, workload=workload,
+                           timed=slow_request_ms is not None)
 
 
-def _slow(provider: MetricProvider, queries: CountQueries, at: datetime | None) -> tuple[int, int]:
-    """Timed requests and those slower than the bucket bound `queries.le`."""
-    assert queries.timed is not None and queries.timed_under is not None
-    timed = provider.query(queries.timed, at)
-    under = provider.query(queries.timed_under, at)
-    if timed and not under:
-        raise InvalidInput(
-            f"the latency histogram has no bucket le={queries.le!r}",
-            hint="set slowRequestMs to one of the histogram's bucket bounds "
-            "(Istio's defaults include 100, 250, 500, 1000, 2500)",
-        )
-    return _count(timed), _count(timed) - _count(under)
+def _advance(provider: MetricProvider, workloads: Workloads, workload: str, before: Reading,
+             slow_request_ms: float | None, end: datetime) -> tuple[Increase, Reading]:
+    queries = _counters(workloads, workload, slow_request_ms).over(end.timestamp() - before.at)
+    return advance(
+        before,
+        at=end.timestamp(),
+        requests=provider.query_series(queries.requests, end),
+        buckets=provider.query_series(queries.buckets, end) if queries.buckets else [],
+        slow_request_ms=slow_request_ms,
+    )
+
+
+def _whole(count: float) -> int:
+    # Envoy's counters are whole numbers; rounding only removes float noise.
+    return max(round(count), 0)
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    return max((end - start).total_seconds(), 0.001)
 
 
 def _clamped(counts: EventCounts) -> EventCounts:

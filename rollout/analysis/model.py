@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -19,9 +22,12 @@ from pydantic.alias_generators import to_camel
 
 from rollout.errors import InvalidInput
 
-from .values import check_variable, parse_duration
+from .values import check_variable, format_duration, parse_duration
 
 Direction = Literal["higher-is-worse", "lower-is-worse", "either"]
+# What an interval without data counts as: a failed check, or an inconclusive one (the step
+# waits; more than maxInconclusive in a row fail it). Never a pass.
+NoData = Literal["fail", "inconclusive"]
 
 BUILTIN_METRICS = ("request-success-rate", "request-duration")
 BUILTIN_DIRECTIONS: dict[str, Direction] = {
@@ -75,9 +81,20 @@ class MetricSpec(_Spec):
     critical: bool = False
     weight: float = Field(default=1.0, gt=0)
     min_effect: float | None = Field(default=None, ge=0)
-    on_no_data: Literal["fail", "ignore"] = "fail"
+    on_no_data: NoData | None = None
     on_error: Literal["fail"] = "fail"
     variables: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("on_no_data", mode="before")
+    @classmethod
+    def _no_ignore(cls, value: object) -> object:
+        if value == "ignore":
+            raise ValueError(
+                "onNoData: ignore is no longer accepted, because no data is never a pass; "
+                "use inconclusive (the step waits, and fails after maxInconclusive intervals "
+                "in a row) or fail"
+            )
+        return value
 
     @field_validator("variables")
     @classmethod
@@ -132,35 +149,140 @@ class JudgeSpec(_Spec):
         return self
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+_NOT_IN_THE_STACK_FILE = (
+    "must not be written in the stack file (it would be copied into git and the rollout journal)"
+)
+
+
+def _env_name(value: str) -> str:
+    # The message never repeats the value: a user who wrote the secret itself here would see it.
+    if not _ENV_NAME.match(value):
+        raise ValueError(
+            "must be the name of an environment variable (letters, digits and _, not starting "
+            "with a digit), not the secret itself"
+        )
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+def _refuse_inline(data: object, keys: tuple[str, ...], *, name: str, fix: str) -> None:
+    if isinstance(data, Mapping) and any(key in data for key in keys):
+        raise ValueError(f"{name} {_NOT_IN_THE_STACK_FILE}; {fix}")
+
+
 class BasicAuth(_Spec):
     username: str = Field(min_length=1)
-    password: SecretStr
+    password_env: EnvName
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_password(cls, data: object) -> object:
+        _refuse_inline(
+            data, ("password",), name="basicAuth.password",
+            fix="give basicAuth.passwordEnv: ENV_VAR, the name of an environment variable "
+            "that holds the password",
+        )
+        return data
 
 
 class ProviderSpec(_Spec):
+    """Where the metrics are and how to reach them; credentials are named by `*Env` only."""
+
     kind: Literal["prometheus", "nop"] = "prometheus"
     address: str = Field(default="http://127.0.0.1:9090", pattern=r"^https?://[^\s/]+(/\S*)?$")
-    bearer_token: SecretStr | None = None
+    bearer_token_env: EnvName | None = None
     basic_auth: BasicAuth | None = None
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers_env: dict[Annotated[str, Field(pattern=_HEADER_NAME)], EnvName] = Field(
+        default_factory=dict
+    )
     insecure_skip_verify: bool = False
     ca_file: str | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     retries: int = Field(default=3, ge=0, le=10)
     backoff_seconds: float = Field(default=0.5, ge=0, le=30)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: object) -> object:
+        _refuse_inline(
+            data, ("bearerToken", "bearer_token"), name="bearerToken",
+            fix="give bearerTokenEnv: ENV_VAR, the name of an environment variable that "
+            "holds the token",
+        )
+        _refuse_inline(
+            data, ("headers",), name="headers",
+            fix="give headersEnv: {Header-Name: ENV_VAR}, naming for each header the "
+            "environment variable that holds its value",
+        )
+        return data
+
     @model_validator(mode="after")
     def _one_of_each(self) -> ProviderSpec:
-        if self.bearer_token is not None and self.basic_auth is not None:
-            raise ValueError("set bearerToken or basicAuth, not both")
+        if self.bearer_token_env is not None and self.basic_auth is not None:
+            raise ValueError("set bearerTokenEnv or basicAuth, not both")
         if self.insecure_skip_verify and self.ca_file is not None:
             raise ValueError("set caFile or insecureSkipVerify, not both")
         return self
 
 
+class ProviderCredentials(BaseModel):
+    """The secrets a provider sends, read from the environment as it is built; never stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bearer_token: SecretStr | None = None
+    basic_auth: tuple[str, SecretStr] | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+
+
+def provider_credentials(
+    spec: ProviderSpec, *, where: str = "analysis.provider"
+) -> ProviderCredentials:
+    """Reads every variable the spec names; one that is unset or empty is an error naming it."""
+
+    def read(key: str, variable: str) -> SecretStr:
+        value = os.environ.get(variable)
+        if not value:
+            raise InvalidInput(
+                f"{where}.{key} names ${variable}, which is not set",
+                hint=f"export {variable}=<secret> before running the rollout",
+            )
+        return SecretStr(value)
+
+    basic = spec.basic_auth
+    token = spec.bearer_token_env
+    return ProviderCredentials(
+        bearer_token=read("bearerTokenEnv", token) if token else None,
+        basic_auth=(basic.username, read("basicAuth.passwordEnv", basic.password_env))
+        if basic
+        else None,
+        headers={
+            name: read(f"headersEnv.{name}", variable)
+            for name, variable in spec.headers_env.items()
+        },
+    )
+
+
+def parse_provider(data: Mapping[str, object], *, where: str = "analysis.provider") -> ProviderSpec:
+    """Validates a provider alone, e.g. one that skipAnalysis leaves unused but still stored."""
+    try:
+        return ProviderSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"{where} is not valid:\n" + _describe(exc, where=where),
+            hint="fix the fields listed above (names are camelCase, e.g. bearerTokenEnv)",
+        ) from None
+
+
 class AnalysisSpec(_Spec):
     interval: Duration = "1m"
     threshold: int = Field(default=1, ge=1)
+    on_no_data: NoData = "inconclusive"
+    max_inconclusive: int = Field(default=3, ge=1, le=100)
     metrics: list[MetricSpec] = Field(default_factory=list)
     templates: dict[str, str] = Field(default_factory=dict)
     judge: JudgeSpec = Field(default_factory=JudgeSpec)
@@ -178,17 +300,52 @@ class AnalysisSpec(_Spec):
                     f"metric {metric.name!r} refers to template {metric.template_ref!r}, "
                     f"which is not in templates ({known})"
                 )
-            if self.judge.kind == "threshold" and metric.threshold_range is None:
+            if self.judge.kind != "comparative" and metric.threshold_range is None:
+                use = "for the threshold judge" if self.judge.kind == "threshold" else (
+                    "; with the sequential judge, metrics are absolute guards only"
+                )
                 raise ValueError(
-                    f"metric {metric.name!r} needs a thresholdRange (min and/or max) "
-                    "for the threshold judge"
+                    f"metric {metric.name!r} needs a thresholdRange (min and/or max) {use}"
                 )
         if self.judge.kind != "sequential" and not self.metrics:
             raise ValueError(f"the {self.judge.kind} judge needs at least one metric")
+        if self.judge.kind == "comparative":
+            self._can_fail()
         return self
+
+    def _can_fail(self) -> None:
+        """Refuse a comparative policy that could never show a regression in time.
+
+        Samples add up over the rollout, and a step waits (inconclusive) until they are enough
+        for Mann-Whitney to reach p < alpha; waiting more than maxInconclusive intervals fails
+        the step. So the samples of maxInconclusive + 1 intervals must be enough.
+        """
+        from .judges.comparative import samples_needed
+
+        interval, step = parse_duration(self.interval), parse_duration(self.judge.step)
+        per_interval = int(interval // step)
+        intervals = self.max_inconclusive + 1
+        for metric in self.metrics:
+            needed = samples_needed(self.judge.alpha, metric.worse)
+            if per_interval * intervals >= needed:
+                continue
+            smallest = math.ceil(needed / intervals) * step
+            raise ValueError(
+                f"the comparative judge takes {per_interval} sample(s) a side per interval "
+                f"(interval {self.interval} / judge.step {self.judge.step}), "
+                f"{per_interval * intervals} in the {intervals} intervals a step may wait "
+                f"(maxInconclusive {self.max_inconclusive} + 1); Mann-Whitney needs "
+                f"{needed} a side to ever show {metric.name!r} worse at alpha "
+                f"{self.judge.alpha:g}, so the judge could never fail a canary in time. Set "
+                f"interval to at least {format_duration(smallest)}, or raise maxInconclusive "
+                f"(keep judge.step at least 2x the Prometheus scrape interval)"
+            )
 
     def interval_of(self, metric: MetricSpec) -> str:
         return metric.interval or self.interval
+
+    def no_data_of(self, metric: MetricSpec) -> NoData:
+        return metric.on_no_data or self.on_no_data
 
 
 def parse_analysis(data: Mapping[str, object], *, where: str = "analysis") -> AnalysisSpec:

@@ -18,7 +18,7 @@ from urllib3.util.retry import Retry
 from rollout.errors import InvalidInput, RolloutError
 
 from .errors import InvalidQuery, MetricQueryError
-from .model import ProviderSpec
+from .model import ProviderSpec, provider_credentials
 
 _log = logging.getLogger(__name__)
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -72,12 +72,13 @@ class PrometheusProvider:
 
     @classmethod
     def from_spec(cls, spec: ProviderSpec) -> PrometheusProvider:
-        basic = spec.basic_auth
+        secrets = provider_credentials(spec)
+        token, basic = secrets.bearer_token, secrets.basic_auth
         return cls(
             address=spec.address,
-            bearer_token=spec.bearer_token.get_secret_value() if spec.bearer_token else None,
-            basic_auth=(basic.username, basic.password.get_secret_value()) if basic else None,
-            headers={name: value.get_secret_value() for name, value in spec.headers.items()},
+            bearer_token=token.get_secret_value() if token else None,
+            basic_auth=(basic[0], basic[1].get_secret_value()) if basic else None,
+            headers={name: value.get_secret_value() for name, value in secrets.headers.items()},
             verify=spec.ca_file or not spec.insecure_skip_verify,
             timeout=spec.timeout_seconds,
             retries=spec.retries,
@@ -95,6 +96,24 @@ class PrometheusProvider:
         params = {"time": f"{at.timestamp():.3f}"} if at is not None else None
         result = self._call(promql, lambda: self._client.custom_query(promql, params=params))
         return _instant_values(result, promql)
+
+    def query_series(
+        self, promql: str, at: datetime | None = None
+    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        params = {"time": f"{at.timestamp():.3f}"} if at is not None else None
+        result = self._call(promql, lambda: self._client.custom_query(promql, params=params))
+        try:
+            return [
+                (
+                    dict(series["metric"]),
+                    [(float(t), _number(v, promql)) for t, v in series["values"]]
+                    if "values" in series
+                    else [(float(series["value"][0]), _number(series["value"][1], promql))],
+                )
+                for series in result
+            ]
+        except (KeyError, TypeError, IndexError, ValueError):
+            raise _unexpected(result, promql) from None
 
     def query_range(
         self, promql: str, start: datetime, end: datetime, step: str

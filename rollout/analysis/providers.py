@@ -17,6 +17,13 @@ class MetricProvider(Protocol):
         """One value per series; an empty list means no data."""
         ...
 
+    def query_series(
+        self, promql: str, at: datetime | None = None
+    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """Each series' labels and raw samples (time, value): one for an instant selector,
+        every sample in the range for a range selector such as `name{...}[60s]`."""
+        ...
+
     def query_range(
         self, promql: str, start: datetime, end: datetime, step: str
     ) -> list[list[float]]:
@@ -30,6 +37,11 @@ class NopProvider:
     """Answers every query with no data; judges then apply each metric's onNoData policy."""
 
     def query(self, promql: str, at: datetime | None = None) -> list[float]:
+        return []
+
+    def query_series(
+        self, promql: str, at: datetime | None = None
+    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
         return []
 
     def query_range(

@@ -55,6 +55,8 @@ class EventCounts:
     primary_bad: int
     window: str = ""
     error: str | None = None
+    # Why the counts could not be read although the queries worked (NaN or Inf in a series).
+    missing: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)

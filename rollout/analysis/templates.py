@@ -34,17 +34,8 @@ BUILTIN_TEMPLATES = {
     "request-duration": (DURATION_P99, "ms"),
 }
 
-REQUESTS = "sum(increase(istio_requests_total{" + _SELECTOR + "}[{{ interval }}]))"
-ERRORS = (
-    "sum(increase(istio_requests_total{" + _SELECTOR + ',response_code=~"5.*"}[{{ interval }}]))'
-)
-TIMED = (
-    "sum(increase(istio_request_duration_milliseconds_bucket{"
-    + _SELECTOR
-    + ',le="+Inf"}[{{ interval }}]))'
-)
-# Prometheus 3 normalises bucket bounds ("250" is stored as "250.0"); match either spelling.
-TIMED_UNDER = TIMED.replace('le="+Inf"', 'le=~"{{ variables.le }}|{{ variables.le }}.0"')
+# The canary's request rate, for planning: how much evidence a step can gather.
+REQUEST_RATE = "sum(rate(istio_requests_total{" + _SELECTOR + "}[{{ interval }}]))"
 
 
 @dataclass(frozen=True)
@@ -66,17 +57,6 @@ class MetricQueries:
     canary: str
     primary: str
     unit: str
-
-
-@dataclass(frozen=True)
-class CountQueries:
-    """Raw counts over a window for one workload, for the sequential judge."""
-
-    requests: str
-    errors: str
-    timed: str | None = None
-    timed_under: str | None = None
-    le: str | None = None
 
 
 def render(
@@ -152,35 +132,3 @@ def metric_queries(
         )
 
     return MetricQueries(canary=side(workloads.canary), primary=side(workloads.primary), unit=unit)
-
-
-def count_queries(
-    *, namespace: str, workload: str, interval: str, slow_request_ms: float | None = None
-) -> CountQueries:
-    """Request, 5xx and (optionally) latency-bucket counts for one workload over `interval`."""
-
-    def fill(template: str, variables: Mapping[str, str] | None = None) -> str:
-        return render(
-            template,
-            namespace=namespace,
-            target=workload,
-            primary=workload,
-            interval=interval,
-            variables=variables,
-        )
-
-    if slow_request_ms is None:
-        return CountQueries(requests=fill(REQUESTS), errors=fill(ERRORS))
-    le = bucket_label(slow_request_ms)
-    return CountQueries(
-        requests=fill(REQUESTS),
-        errors=fill(ERRORS),
-        timed=fill(TIMED),
-        timed_under=fill(TIMED_UNDER, {"le": le}),
-        le=le,
-    )
-
-
-def bucket_label(milliseconds: float) -> str:
-    """The `le` label Prometheus client libraries write for a bucket bound (500.0 -> '500')."""
-    return f"{milliseconds:g}"

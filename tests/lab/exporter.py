@@ -42,28 +42,39 @@ class Phase:
 
 @dataclass(frozen=True)
 class Workload:
+    """One workload's counters. `restart_at` restarts them from zero (a restarted proxy);
+    `bounds` and `le` set the histogram's buckets and how their bounds are spelled ("100" as
+    Prometheus 2 clients write it, or "100.0"); `broken` exports NaN counters."""
+
     namespace: str
     name: str
     phases: tuple[Phase, ...]
+    restart_at: float | None = None
+    bounds: tuple[float, ...] = BUCKETS
+    le: str = "{:g}"
+    broken: bool = False
 
     def totals(self, elapsed: float) -> tuple[float, float, list[float]]:
-        """Requests, 5xx and requests per bucket bound served in the first `elapsed` seconds."""
+        """Requests, 5xx and requests per bucket bound counted after `elapsed` seconds."""
         requests = errors = 0.0
-        buckets = [0.0] * len(BUCKETS)
-        for phase, seconds in self._durations(elapsed):
+        buckets = [0.0] * len(self.bounds)
+        since = self.restart_at if self.restart_at is not None and elapsed >= self.restart_at \
+            else 0.0
+        for phase, seconds in self._durations(since, elapsed):
             served = phase.rps * seconds
             requests += served
             errors += served * phase.error_share
-            for i, bound in enumerate(BUCKETS):
+            for i, bound in enumerate(self.bounds):
                 buckets[i] += served * phase.share_under(bound)
         return requests, errors, buckets
 
-    def _durations(self, elapsed: float) -> Iterator[tuple[Phase, float]]:
+    def _durations(self, since: float, elapsed: float) -> Iterator[tuple[Phase, float]]:
         ordered = sorted(self.phases, key=lambda phase: phase.since)
         for phase, following in zip(ordered, [*ordered[1:], None], strict=True):
             until = elapsed if following is None else min(following.since, elapsed)
-            if until > phase.since:
-                yield phase, until - phase.since
+            begin = max(phase.since, since)
+            if until > begin:
+                yield phase, until - begin
 
 
 def steady(namespace: str, name: str, rps: float, error_share: float,
@@ -84,13 +95,15 @@ def exposition(workloads: Sequence[Workload], elapsed: float) -> str:
             # As in Envoy, a series appears with its first request, not before.
             for code, count in (("200", total - errors), ("503", errors)):
                 if count > 0:
+                    value = "NaN" if workload.broken else f"{factor * count:.6f}"
                     requests.append(f'istio_requests_total{{{labels},response_code="{code}"}} '
-                                    f"{factor * count:.6f}")
+                                    f"{value}")
             if total == 0:
                 continue
             name = "istio_request_duration_milliseconds"
-            for bound, count in zip(BUCKETS, buckets, strict=True):
-                durations.append(f'{name}_bucket{{{labels},le="{bound:g}"}} {factor * count:.6f}')
+            for bound, count in zip(workload.bounds, buckets, strict=True):
+                le = workload.le.format(bound)
+                durations.append(f'{name}_bucket{{{labels},le="{le}"}} {factor * count:.6f}')
             durations.append(f'{name}_bucket{{{labels},le="+Inf"}} {factor * total:.6f}')
             durations.append(f"{name}_sum{{{labels}}} {factor * total * 50:.6f}")
             durations.append(f"{name}_count{{{labels}}} {factor * total:.6f}")

@@ -118,19 +118,38 @@ def test_a_failed_critical_metric_fails_the_run_whatever_the_score() -> None:
     assert "b of canary demo had median 8 ms" in verdict.reason
 
 
-def test_missing_data_follows_each_metrics_policy() -> None:
-    strict = MetricSpec(name="a", query="q")
-    lenient = MetricSpec(name="b", query="q", onNoData="ignore")
-    judge = _judge(strict, lenient)
+def test_missing_data_follows_each_metrics_policy_and_is_never_a_pass() -> None:
+    strict = MetricSpec(name="a", query="q", onNoData="fail")
+    waiting = MetricSpec(name="b", query="q")
+    judge = _judge(strict, waiting)
     verdict = judge.judge([_measured("a", LOW_SIDE, LOW_SIDE), _measured("b", [], LOW_SIDE)])
-    assert verdict.result is Decision.PASS and verdict.score == 100
-    assert verdict.metrics[1].result is Outcome.NO_DATA
-    assert "canary demo" in verdict.metrics[1].reason
+    assert verdict.result is Decision.INCONCLUSIVE and verdict.score == 100
+    assert verdict.metrics[1].result is Outcome.NO_DATA and not verdict.metrics[1].failed
+    assert "canary demo" in verdict.metrics[1].reason and verdict.failed_checks == 0
     verdict = judge.judge([_measured("a", LOW_SIDE, [math.nan]), _measured("b", [], [])])
     assert verdict.result is Decision.FAIL and verdict.score == 0
     assert "primary demo-primary" in verdict.metrics[0].reason
-    only_ignored = _judge(lenient).judge([_measured("b", [], [])])
-    assert only_ignored.result is Decision.INCONCLUSIVE and only_ignored.score is None
+    only_waiting = _judge(waiting).judge([_measured("b", [], [])])
+    assert only_waiting.result is Decision.INCONCLUSIVE and only_waiting.score is None
+
+
+def test_too_few_samples_to_ever_be_significant_wait_rather_than_pass() -> None:
+    # Finding 1: 3 samples a side, 0% success against 100%: p = 0.05 can never beat 0.01.
+    success = MetricSpec(name="request-success-rate")
+    verdict = _judge(success).judge([_measured("request-success-rate", [0.0] * 3, [100.0] * 3)])
+    assert verdict.result is Decision.INCONCLUSIVE and verdict.failed_checks == 0
+    assert "needs 5 a side" in verdict.metrics[0].reason
+    verdict = _judge(success).judge([_measured("request-success-rate", [0.0, 1, 2, 3, 4],
+                                               [100.0, 99, 98, 97, 96])])
+    assert verdict.result is Decision.FAIL
+
+
+def test_the_smallest_p_value_rule_matches_the_test_the_judge_runs() -> None:
+    from rollout.analysis.judges.comparative import samples_needed, smallest_p_value
+
+    assert smallest_p_value(5, "higher-is-worse") == pytest.approx(1 / 252)
+    assert samples_needed(0.01, "higher-is-worse") == 5
+    assert samples_needed(0.01, "either") == 5 and samples_needed(0.001, "lower-is-worse") == 7
 
 
 def test_a_failed_query_on_either_side_is_an_error() -> None:

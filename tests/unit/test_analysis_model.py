@@ -26,7 +26,8 @@ def test_builtin_metrics_need_no_query_and_know_their_direction() -> None:
     assert success.builtin and success.worse == "lower-is-worse"
     assert duration.worse == "higher-is-worse"
     assert spec.interval_of(success) == "1m" and spec.interval_of(duration) == "30s"
-    assert success.on_no_data == "fail" and success.weight == 1.0
+    assert success.on_no_data is None and spec.no_data_of(success) == "inconclusive"
+    assert success.weight == 1.0 and spec.max_inconclusive == 3
 
 
 def test_custom_metrics_use_camel_case_and_templates() -> None:
@@ -35,13 +36,13 @@ def test_custom_metrics_use_camel_case_and_templates() -> None:
             judge={"kind": "comparative", "passScore": 90, "marginalScore": 50},
             templates={"errors": "sum(rate(errors{app='{{ target }}'}[{{ interval }}]))"},
             metrics=[
-                {"name": "errors", "templateRef": "errors", "onNoData": "ignore", "critical": True},
+                {"name": "errors", "templateRef": "errors", "onNoData": "fail", "critical": True},
                 {"name": "q", "query": "vector(1)", "direction": "either", "minEffect": 0.2},
             ],
         )
     )
     assert spec.judge.pass_score == 90
-    assert spec.metrics[0].on_no_data == "ignore" and spec.metrics[0].worse == "either"
+    assert spec.no_data_of(spec.metrics[0]) == "fail" and spec.metrics[0].worse == "either"
     assert spec.metrics[1].min_effect == 0.2
 
 
@@ -85,9 +86,10 @@ def test_the_sequential_judge_needs_no_metrics() -> None:
 
 def test_secrets_stay_out_of_reprs_and_errors() -> None:
     provider = ProviderSpec.model_validate(
-        {"bearerToken": "s3cret-token", "headers": {"X-Key": "hdr-secret"}}
+        {"bearerTokenEnv": "PROM_TOKEN", "headersEnv": {"X-Key": "PROM_KEY"}}
     )
-    assert "s3cret" not in repr(provider) and "hdr-secret" not in repr(provider)
+    assert provider.bearer_token_env == "PROM_TOKEN"
+    assert provider.headers_env == {"X-Key": "PROM_KEY"}
     with pytest.raises(InvalidInput) as caught:
         parse_analysis(
             {
@@ -106,3 +108,30 @@ def test_models_are_frozen_plain_data() -> None:
     with pytest.raises(ValueError, match="frozen"):
         metric.weight = 2  # type: ignore[misc]
     assert AnalysisSpec.model_validate({"judge": {"kind": "sequential"}}).provider.retries == 3
+
+
+def test_no_data_is_never_ignored() -> None:
+    # Finding 6: "ignore" let a threshold judge pass with no data at all.
+    with pytest.raises(InvalidInput, match="onNoData: ignore is no longer accepted"):
+        parse_analysis(_analysis(metrics=[{"name": "request-success-rate",
+                                           "thresholdRange": {"min": 99}, "onNoData": "ignore"}]))
+    with pytest.raises(InvalidInput, match="onNoData"):
+        parse_analysis(_analysis(onNoData="pass"))
+
+
+def test_a_comparative_policy_that_could_never_fail_is_refused_naming_the_fix() -> None:
+    # Finding 1: 3 samples a side can never give p < 0.01, so the judge passed anything.
+    comparative = {"kind": "comparative", "step": "30s"}
+    with pytest.raises(InvalidInput, match="could never fail") as refused:
+        parse_analysis(_analysis(interval="30s", maxInconclusive=1, judge=comparative))
+    assert "Set interval to at least 1m30s" in refused.value.message
+    accepted = parse_analysis(_analysis(interval="1m30s", maxInconclusive=1, judge=comparative))
+    assert accepted.interval == "1m30s"
+    # At the defaults (1m, 30s steps, maxInconclusive 3) samples of 4 intervals are enough.
+    parse_analysis(_analysis(interval="1m", judge=comparative))
+
+
+def test_sequential_metrics_are_absolute_guards_and_need_a_range() -> None:
+    with pytest.raises(InvalidInput, match="absolute guards"):
+        parse_analysis(_analysis(judge={"kind": "sequential"},
+                                 metrics=[{"name": "request-success-rate"}]))

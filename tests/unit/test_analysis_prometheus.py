@@ -197,9 +197,12 @@ def test_an_unreachable_server_is_retried_then_reported() -> None:
     assert not provider.is_online()
 
 
-def test_the_factory_builds_known_kinds_and_refuses_others(prometheus: StandIn) -> None:
+def test_the_factory_builds_known_kinds_and_refuses_others(
+    prometheus: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROM_TOKEN", TOKEN)
     spec = ProviderSpec.model_validate(
-        {"address": prometheus.address, "bearerToken": TOKEN, "timeoutSeconds": 2}
+        {"address": prometheus.address, "bearerTokenEnv": "PROM_TOKEN", "timeoutSeconds": 2}
     )
     provider = provider_for(spec)
     assert isinstance(provider, PrometheusProvider) and provider.query("up") == []

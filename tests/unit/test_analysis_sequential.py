@@ -11,9 +11,9 @@ from rollout.analysis import (
     Decision,
     EventCounts,
     JudgeSpec,
+    JudgeState,
     Outcome,
     SequentialJudge,
-    SequentialState,
 )
 from rollout.analysis.judges.sequential import mixture_prior, running_log_evidence
 
@@ -84,7 +84,7 @@ def test_intervals_without_errors_or_traffic_change_nothing() -> None:
 def test_the_judge_fails_finally_and_explains_with_the_counts() -> None:
     judge = SequentialJudge(alpha=0.01)
     state, verdict = judge.judge(
-        state=SequentialState(), observations={"errors": EventCounts(100, 1, 900, 9, "1m")}
+        state=JudgeState(), observations={"errors": EventCounts(100, 1, 900, 9, "1m")}
     )
     assert verdict.result is Decision.PASS and not verdict.final
     assert verdict.metrics[0].reason.startswith(
@@ -103,10 +103,10 @@ def test_the_judge_fails_finally_and_explains_with_the_counts() -> None:
 
 def test_state_is_plain_data_that_survives_a_journal() -> None:
     judge = SequentialJudge(alpha=0.05)
-    state = SequentialState()
+    state = JudgeState()
     for counts in (EventCounts(100, 2, 900, 5), EventCounts(120, 3, 880, 6)):
         state, _ = judge.judge(state=state, observations={"errors": counts})
-    reloaded = SequentialState.from_dict(json.loads(json.dumps(state.to_dict())))
+    reloaded = JudgeState.from_dict(json.loads(json.dumps(state.to_dict())))
     assert reloaded == state
     again = judge.judge(state=reloaded, observations={"errors": EventCounts(90, 1, 910, 4)})
     first = judge.judge(state=state, observations={"errors": EventCounts(90, 1, 910, 4)})
@@ -117,21 +117,41 @@ def test_errors_and_slow_requests_share_alpha() -> None:
     judge = SequentialJudge.from_spec(JudgeSpec(kind="sequential", alpha=0.01, slowRequestMs=250))
     assert judge.tests == ("errors", "slow-requests") and judge.bar == pytest.approx(200)
     with pytest.raises(ValueError, match="slow-requests"):
-        judge.judge(state=SequentialState(), observations={"errors": EventCounts(1, 0, 1, 0)})
+        judge.judge(state=JudgeState(), observations={"errors": EventCounts(1, 0, 1, 0)})
 
 
-def test_no_canary_traffic_and_failed_queries_are_not_passes() -> None:
+def test_no_canary_traffic_waits_and_failed_queries_fail() -> None:
+    # Finding 8: an interval without canary requests used to be a failed check.
     judge = SequentialJudge()
     state, verdict = judge.judge(
-        state=SequentialState(), observations={"errors": EventCounts(0, 0, 900, 3, "1m")}
+        state=JudgeState(), observations={"errors": EventCounts(0, 0, 900, 3, "1m")}
     )
-    assert verdict.result is Decision.FAIL and not verdict.final
-    assert verdict.metrics[0].result is Outcome.NO_DATA and state == SequentialState()
+    assert verdict.result is Decision.INCONCLUSIVE and verdict.failed_checks == 0
+    assert verdict.metrics[0].result is Outcome.NO_DATA and state == JudgeState()
+    assert "the canary served no requests over 1m" in verdict.reason
     broken = EventCounts(0, 0, 0, 0, "1m", error="HTTP 503")
     _, verdict = judge.judge(state=state, observations={"errors": broken})
     assert verdict.metrics[0].result is Outcome.ERROR and verdict.failed_checks == 1
-    lenient = SequentialJudge(on_no_data="ignore")
-    _, verdict = lenient.judge(
+    strict = SequentialJudge(on_no_data="fail")
+    _, verdict = strict.judge(
         state=state, observations={"errors": EventCounts(0, 0, 900, 3, "1m")}
     )
-    assert verdict.result is Decision.PASS
+    assert verdict.result is Decision.FAIL and not verdict.final
+
+
+def test_a_primary_without_traffic_is_no_evidence_and_never_a_pass() -> None:
+    # Finding 2: a canary at 100% 5xx passed 10 intervals when the primary served nothing.
+    judge = SequentialJudge()
+    state = JudgeState()
+    for _ in range(10):
+        state, verdict = judge.judge(
+            state=state, observations={"errors": EventCounts(120, 120, 0, 0, "1m")})
+        assert verdict.result is Decision.INCONCLUSIVE
+        assert "the primary served no requests" in verdict.reason
+    assert state == JudgeState()
+
+
+def test_unreadable_counts_are_no_data() -> None:
+    missing = EventCounts(0, 0, 0, 0, "1m", missing="istio_requests_total series {} holds nan")
+    _, verdict = SequentialJudge().judge(state=JudgeState(), observations={"errors": missing})
+    assert verdict.result is Decision.INCONCLUSIVE and "holds nan" in verdict.reason

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rollout.analysis import MetricSpec, Workloads, count_queries, metric_queries, render
-from rollout.analysis.templates import bucket_label
+from rollout.analysis import MetricSpec, Workloads, metric_queries, render
 from rollout.errors import InvalidInput
 
 WORKLOADS = Workloads(namespace="shop", canary="cart", primary="cart-primary")
@@ -125,19 +124,3 @@ def test_names_and_interval_are_validated(field: str, value: str) -> None:
 def test_workloads_are_checked_when_built() -> None:
     with pytest.raises(InvalidInput, match="canary workload"):
         Workloads(namespace="shop", canary="Cart_1", primary="cart-primary")
-
-
-def test_count_queries_give_raw_increases() -> None:
-    queries = count_queries(namespace="shop", workload="cart", interval="1m", slow_request_ms=250)
-    labels = SELECTOR.format("cart")
-    assert queries.requests == f"sum(increase(istio_requests_total{{{labels}}}[1m]))"
-    assert queries.errors == (
-        f'sum(increase(istio_requests_total{{{labels},response_code=~"5.*"}}[1m]))'
-    )
-    assert queries.timed is not None and 'le="+Inf"' in queries.timed
-    assert queries.timed_under is not None and 'le=~"250|250.0"' in queries.timed_under
-    assert count_queries(namespace="shop", workload="cart", interval="1m").timed is None
-
-
-def test_bucket_labels_are_written_as_prometheus_clients_write_them() -> None:
-    assert [bucket_label(v) for v in (500.0, 0.5, 2500, 10000)] == ["500", "0.5", "2500", "10000"]

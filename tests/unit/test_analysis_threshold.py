@@ -64,19 +64,27 @@ def test_several_failing_metrics_still_add_one_failed_check() -> None:
     assert [m.result for m in verdict.failed_metrics] == [Outcome.LOW, Outcome.HIGH]
 
 
-@pytest.mark.parametrize("values", [(), (math.nan,)])
-def test_no_data_and_nan_fail_by_default(values: tuple[float, ...]) -> None:
+@pytest.mark.parametrize("values", [(), (math.nan,), (math.inf,)])
+def test_no_data_nan_and_inf_are_inconclusive_by_default(values: tuple[float, ...]) -> None:
     verdict = ThresholdJudge(metrics=[SUCCESS]).judge([_measured("request-success-rate", *values)])
-    assert verdict.result is Decision.FAIL
+    assert verdict.result is Decision.INCONCLUSIVE and verdict.failed_checks == 0
     assert verdict.metrics[0].result is Outcome.NO_DATA
+    assert "onNoData: inconclusive" in verdict.reason
+
+
+def test_no_data_can_be_a_failed_check() -> None:
+    strict = MetricSpec(name="request-success-rate", thresholdRange={"min": 99}, onNoData="fail")
+    verdict = ThresholdJudge(metrics=[strict]).judge([_measured("request-success-rate")])
+    assert verdict.result is Decision.FAIL and verdict.failed_checks == 1
     assert "onNoData: fail" in verdict.metrics[0].reason
 
 
-def test_no_data_can_be_ignored_but_is_still_reported() -> None:
-    lenient = MetricSpec(name="request-success-rate", thresholdRange={"min": 99}, onNoData="ignore")
-    verdict = ThresholdJudge(metrics=[lenient]).judge([_measured("request-success-rate")])
-    assert verdict.result is Decision.PASS and verdict.failed_checks == 0
-    assert verdict.metrics[0].result is Outcome.NO_DATA and not verdict.metrics[0].failed
+def test_every_metric_without_data_is_never_a_pass() -> None:
+    # Finding 6: this used to read "all 1 metrics within their ranges".
+    verdict = ThresholdJudge(metrics=[SUCCESS, DURATION], on_no_data="inconclusive").judge(
+        [_measured("request-success-rate"), _measured("request-duration")])
+    assert verdict.result is Decision.INCONCLUSIVE
+    assert "within their ranges" not in verdict.reason
 
 
 def test_query_errors_and_many_series_fail() -> None:
@@ -95,7 +103,7 @@ def test_query_errors_and_many_series_fail() -> None:
 def test_verdicts_serialise_to_json() -> None:
     verdict = ThresholdJudge(metrics=[SUCCESS]).judge([_measured("request-success-rate", math.nan)])
     data = json.loads(json.dumps(verdict.to_dict(), allow_nan=False))
-    assert data["result"] == "FAIL" and data["metrics"][0]["result"] == "NO_DATA"
+    assert data["result"] == "INCONCLUSIVE" and data["metrics"][0]["result"] == "NO_DATA"
     assert json.dumps(_measured("x", math.nan).to_dict(), allow_nan=False)
 
 

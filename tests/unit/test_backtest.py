@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rollout.analysis import Decision, MetricQueryError, Verdict, Workloads, parse_analysis
+from rollout.analysis import (
+    Decision,
+    MetricQueryError,
+    Verdict,
+    Workloads,
+    metric_queries,
+    parse_analysis,
+)
 from rollout.backtest import (
     Window,
     backtest,
@@ -20,6 +26,7 @@ from rollout.backtest import (
     windows,
 )
 from rollout.errors import InvalidInput
+from tests.fake_prometheus import FakePrometheus
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 WORKLOADS = Workloads(namespace="shop", canary="cart-canary", primary="cart-primary")
@@ -32,32 +39,23 @@ THRESHOLD = {
     ],
 }
 
-Answer = Callable[[str, datetime], list[float]]
 
 
-class TimedProvider:
-    """Answers from a function of the query and the time asked about; records the times."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-        self.times: list[datetime] = []
-
-    def query(self, promql: str, at: datetime | None = None) -> list[float]:
-        assert at is not None, "a backtest must ask about a past time"
-        self.times.append(at)
-        return self.answer(promql, at)
-
-    def query_range(
-        self, promql: str, start: datetime, end: datetime, step: str
-    ) -> list[list[float]]:
-        return [self.answer(promql, end)]
-
-    def is_online(self) -> bool:
-        return True
+def _metric(name: str, interval: str = "1m") -> tuple[str, str]:
+    spec = parse_analysis(THRESHOLD)
+    metric = next(m for m in spec.metrics if m.name == name)
+    queries = metric_queries(metric, workloads=WORKLOADS, interval=interval, templates={})
+    return queries.canary, queries.primary
 
 
-def _canary(promql: str) -> bool:
-    return '"cart-canary"' in promql
+def _success_drops_at(change: datetime) -> FakePrometheus:
+    fake = FakePrometheus()
+    canary, primary = _metric("request-success-rate")
+    fake.define(canary, lambda t: [90.0] if t > change.timestamp() else [99.9])
+    fake.define(primary, lambda t: [99.9])
+    for query in _metric("request-duration"):
+        fake.define(query, lambda t: [120.0])
+    return fake
 
 
 def _minutes(count: int) -> list[Window]:
@@ -126,7 +124,7 @@ def test_failed_checks_add_up_and_a_pass_does_not_reset_them() -> None:
     results = [Decision.PASS, Decision.FAIL, Decision.PASS, Decision.FAIL, Decision.PASS]
     judged = [(w, _verdict(r, int(r is Decision.FAIL))) for w, r in zip(
         _minutes(5), results, strict=True)]
-    checks = tally(judged, threshold=2)
+    checks = tally(judged, threshold=2, max_inconclusive=3)
     assert [c.failed_checks for c in checks] == [0, 1, 1, 2, 2]
     rollback = first_rollback(checks, threshold=2)
     assert rollback is not None and rollback.at == checks[3].window.end
@@ -135,44 +133,36 @@ def test_failed_checks_add_up_and_a_pass_does_not_reset_them() -> None:
 
 def test_conclusive_evidence_rolls_back_at_once() -> None:
     judged = [(w, _verdict(Decision.FAIL, 1, final=True)) for w in _minutes(2)]
-    checks = tally(judged, threshold=3)
+    checks = tally(judged, threshold=3, max_inconclusive=3)
     assert checks[0].failed_checks == 3
     rollback = first_rollback(checks, threshold=3)
     assert rollback is not None and rollback.at == checks[0].window.end
-    assert rollback.why == "the evidence of a regression was conclusive"
+    assert rollback.why == "the evidence of a regression is conclusive"
 
 
-def test_more_inconclusive_analyses_in_a_row_than_the_threshold_roll_back() -> None:
+def test_more_inconclusive_analyses_in_a_row_than_allowed_count_as_failed_checks() -> None:
     results = [Decision.INCONCLUSIVE, Decision.INCONCLUSIVE, Decision.PASS,
-               Decision.INCONCLUSIVE, Decision.INCONCLUSIVE, Decision.INCONCLUSIVE]
-    checks = tally([(w, _verdict(r)) for w, r in zip(_minutes(6), results, strict=True)],
-                   threshold=2)
-    assert [c.inconclusive for c in checks] == [1, 2, 0, 1, 2, 3]
+               Decision.INCONCLUSIVE, Decision.INCONCLUSIVE, Decision.INCONCLUSIVE,
+               Decision.INCONCLUSIVE]
+    checks = tally([(w, _verdict(r)) for w, r in zip(_minutes(7), results, strict=True)],
+                   threshold=2, max_inconclusive=2)
+    assert [c.inconclusive for c in checks] == [1, 2, 0, 1, 2, 3, 4]
+    assert [c.failed_checks for c in checks] == [0, 0, 0, 0, 0, 1, 2]
     rollback = first_rollback(checks, threshold=2)
-    assert rollback is not None and rollback.at == checks[5].window.end
-    assert rollback.why == "3 inconclusive analyses in a row"
+    assert rollback is not None and rollback.at == checks[6].window.end
+    assert rollback.why == ("inconclusive 4 times in a row, more than maxInconclusive 2: "
+                            "counted as a failed check")
 
 
 # -- judges replayed ------------------------------------------------------------------------
 
 
-def _success_drops_at(change: datetime) -> Answer:
-    def answer(promql: str, at: datetime) -> list[float]:
-        if "histogram_quantile" in promql:
-            return [120.0]
-        if _canary(promql) and at > change:
-            return [90.0]
-        return [99.9]
-
-    return answer
-
-
 def test_threshold_backtest_measures_at_each_window_end_and_finds_the_rollback() -> None:
     spec = parse_analysis(THRESHOLD)
     planned = _minutes(6)
-    provider = TimedProvider(_success_drops_at(NOW - timedelta(minutes=3)))
+    provider = _success_drops_at(NOW - timedelta(minutes=3))
     result = backtest(spec=spec, provider=provider, workloads=WORKLOADS, windows=planned)
-    assert sorted(set(provider.times)) == [w.end for w in planned]
+    assert len(provider.asked) == 4 * len(planned)
     assert [str(c.verdict.result) for c in result.checks] == ["PASS"] * 3 + ["FAIL"] * 3
     assert result.rollback is not None and result.rollback.at == NOW - timedelta(minutes=1)
     assert result.summary == ("would have rolled back at 2024-05-01T11:59:00Z after 2 failed "
@@ -181,7 +171,7 @@ def test_threshold_backtest_measures_at_each_window_end_and_finds_the_rollback()
 
 def test_the_table_shows_values_verdicts_and_brief_reasons() -> None:
     spec = parse_analysis(THRESHOLD)
-    provider = TimedProvider(_success_drops_at(NOW - timedelta(minutes=2)))
+    provider = _success_drops_at(NOW - timedelta(minutes=2))
     header, rows = table(backtest(spec=spec, provider=provider, workloads=WORKLOADS,
                                   windows=_minutes(2)))
     assert header == ["time", "request-success-rate", "request-duration", "verdict", "reason"]
@@ -192,7 +182,7 @@ def test_the_table_shows_values_verdicts_and_brief_reasons() -> None:
 
 def test_a_steady_canary_would_have_passed() -> None:
     spec = parse_analysis(THRESHOLD)
-    provider = TimedProvider(_success_drops_at(NOW + timedelta(days=1)))
+    provider = _success_drops_at(NOW + timedelta(days=1))
     result = backtest(spec=spec, provider=provider, workloads=WORKLOADS, windows=_minutes(4))
     assert result.rollback is None
     assert result.summary == "would have passed: 0 failed checks in 4 analyses (threshold 2)"
@@ -202,35 +192,47 @@ def test_a_steady_canary_would_have_passed() -> None:
     assert plain["windows"][0]["metrics"][0]["canary"] == 99.9
 
 
-def test_no_data_and_errors_count_as_failed_checks() -> None:
-    def answer(promql: str, at: datetime) -> list[float]:
-        if "histogram_quantile" in promql:
-            raise MetricQueryError("could not reach Prometheus", query=promql)
-        return []
-
+def test_errors_count_as_failed_checks_and_no_data_waits() -> None:
+    fake = FakePrometheus()
+    for query in _metric("request-success-rate"):
+        fake.define(query, lambda t: [])
+    for query in _metric("request-duration"):
+        fake.fail(query, MetricQueryError("could not reach Prometheus", query=query))
     spec = parse_analysis(THRESHOLD)
-    result = backtest(spec=spec, provider=TimedProvider(answer), workloads=WORKLOADS,
-                      windows=_minutes(2))
+    result = backtest(spec=spec, provider=fake, workloads=WORKLOADS, windows=_minutes(2))
     assert [c.failed_checks for c in result.checks] == [1, 2]
     rows = table(result)[1]
-    assert rows[0][1:3] == ["NO_DATA ✗", "ERROR ✗"]
-    assert rows[0][4].startswith("request-success-rate: no data; request-duration could not")
+    assert rows[0][1:3] == ["NO_DATA", "ERROR ✗"]
+    assert rows[0][4].startswith("request-duration could not")
+
+    fake = FakePrometheus()
+    for query in (*_metric("request-success-rate"), *_metric("request-duration")):
+        fake.define(query, lambda t: [])
+    result = backtest(spec=spec, provider=fake, workloads=WORKLOADS, windows=_minutes(5))
+    assert [str(c.verdict.result) for c in result.checks] == ["INCONCLUSIVE"] * 5
+    assert [c.failed_checks for c in result.checks] == [0, 0, 0, 1, 2]
 
 
-def _counts(canary_errors: float) -> Answer:
-    def answer(promql: str, at: datetime) -> list[float]:
-        errors = 'response_code=~"5' in promql
-        if _canary(promql):
-            return [600 * canary_errors if errors else 600.0]
-        return [54.0 if errors else 5400.0]  # 1% on the primary
-
-    return answer
+def _counts(canary_errors: float, minutes: int = 6) -> FakePrometheus:
+    """600 canary and 5400 primary requests a minute, scraped every 15 s; 1% primary 5xx."""
+    fake = FakePrometheus()
+    start = NOW.timestamp() - minutes * 60
+    times = [start + 15 * i for i in range(minutes * 4 + 1)]
+    sides = (("cart-canary", 600, canary_errors), ("cart-primary", 5400, 0.01))
+    for workload, per_minute, errors in sides:
+        for code, share in (("200", 1 - errors), ("503", errors)):
+            fake.add({"__name__": "istio_requests_total", "reporter": "destination",
+                      "destination_workload_namespace": "shop",
+                      "destination_workload": workload, "response_code": code},
+                     [(t, (t - start) / 60 * per_minute * share) for t in times])
+    return fake
 
 
 def test_sequential_backtest_carries_its_evidence_across_windows() -> None:
     spec = parse_analysis({"interval": "1m", "threshold": 3, "judge": {"kind": "sequential"}})
-    result = backtest(spec=spec, provider=TimedProvider(_counts(0.03)), workloads=WORKLOADS,
+    result = backtest(spec=spec, provider=_counts(0.03), workloads=WORKLOADS,
                       windows=_minutes(5))
+    assert "18 5xx responses in 600 requests" in result.checks[0].verdict.metrics[0].reason
     assert "over 2 intervals" in result.checks[1].verdict.metrics[0].reason
     assert result.rollback is not None and result.rollback.why.endswith("conclusive")
     first = next(c for c in result.checks if c.verdict.result is Decision.FAIL)
@@ -240,27 +242,26 @@ def test_sequential_backtest_carries_its_evidence_across_windows() -> None:
 
 def test_sequential_backtest_passes_a_canary_as_good_as_the_primary() -> None:
     spec = parse_analysis({"interval": "1m", "judge": {"kind": "sequential"}})
-    result = backtest(spec=spec, provider=TimedProvider(_counts(0.01)), workloads=WORKLOADS,
+    result = backtest(spec=spec, provider=_counts(0.01), workloads=WORKLOADS,
                       windows=_minutes(5))
     assert result.rollback is None and result.summary.startswith("would have passed")
 
 
-def test_comparative_backtest_samples_each_window() -> None:
+def test_comparative_backtest_accumulates_samples_one_per_step() -> None:
     spec = parse_analysis({
-        "interval": "5m", "judge": {"kind": "comparative", "step": "30s"},
+        "interval": "2m", "judge": {"kind": "comparative", "step": "30s"},
         "metrics": [{"name": "request-duration"}],
     })  # fmt: skip
-
-    def answer(promql: str, at: datetime) -> list[float]:
-        if _canary(promql):
-            return [300.0 + i for i in range(10)]
-        return [100.0 + i for i in range(10)]
-
-    planned = windows(start=NOW - timedelta(minutes=10), end=NOW, length=300, step=300)
-    result = backtest(spec=spec, provider=TimedProvider(answer), workloads=WORKLOADS,
-                      windows=planned)
-    assert [str(c.verdict.result) for c in result.checks] == ["FAIL", "FAIL"]
-    reason = table(result)[1][0][-1]
+    fake = FakePrometheus()
+    canary, primary = _metric("request-duration", "30s")
+    fake.define(canary, lambda t: [300.0 + t % 7])
+    fake.define(primary, lambda t: [100.0 + t % 7])
+    planned = windows(start=NOW - timedelta(minutes=6), end=NOW, length=120, step=120)
+    result = backtest(spec=spec, provider=fake, workloads=WORKLOADS, windows=planned)
+    assert [str(c.verdict.result) for c in result.checks] == ["INCONCLUSIVE", "FAIL", "FAIL"]
+    assert "4 canary and 4 primary samples" in result.checks[0].verdict.reason
+    assert "over 8 samples in 4m" in result.checks[1].verdict.metrics[0].reason
+    reason = table(result)[1][1][-1]
     assert reason.startswith("score 0; request-duration significantly higher than the primary")
 
 

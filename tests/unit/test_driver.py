@@ -249,12 +249,20 @@ def test_a_signal_can_leave_the_rollout_paused_for_resume(tmp_path: Path) -> Non
     assert make(tmp_path, stack=stack)[0].resume().outcome is Outcome.PROMOTED
 
 
-def test_inconclusive_analysis_beyond_the_threshold_fails(tmp_path: Path) -> None:
-    driver, _, analysis, _ = make(tmp_path, analysis=ScriptedAnalysis([None, None, None]))
+def test_inconclusive_analysis_holds_the_step_until_max_inconclusive(tmp_path: Path) -> None:
+    policy = {"interval": "10s", "stepWeight": 20, "maxWeight": 40, "maxInconclusive": 2}
+    driver, stack, analysis, _ = make(tmp_path, policy=policy,
+                                      analysis=ScriptedAnalysis([None, None, None]))
     state = driver.run("v2")
     assert state.outcome is Outcome.ROLLED_BACK
-    assert "inconclusive" in state.reason
-    assert len(analysis.calls) == 2
+    assert "more than maxInconclusive 2" in state.reason
+    assert len(analysis.calls) == 3 and max(stack.weights_seen()) == 20
+
+
+def test_a_step_that_waited_then_passed_goes_on(tmp_path: Path) -> None:
+    driver, _, analysis, _ = make(tmp_path, analysis=ScriptedAnalysis([None, None, True]))
+    assert driver.run("v2").outcome is Outcome.PROMOTED
+    assert len(analysis.calls) == 2 + len(driver.schedule)
 
 
 def test_a_manual_pause_waits_for_approve(tmp_path: Path) -> None:

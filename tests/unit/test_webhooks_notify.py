@@ -16,9 +16,14 @@ METRICS = [{"name": "request-success-rate", "thresholdRange": {"min": 99}}]
 SECRET_URL = "https://hooks.example.internal/services/T000/B000/very-secret-token?x=1"
 
 
+@pytest.fixture(autouse=True)
+def _hook_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_URL", SECRET_URL)
+
+
 def _caller(handler, **hook) -> WebhookCaller:
     policy = load_policy({"metrics": METRICS, "webhooks": [
-        {"name": "h", "type": "rollout", "url": SECRET_URL, **hook}]})
+        {"name": "h", "type": "rollout", "urlEnv": "HOOK_URL", **hook}]})
     return WebhookCaller(policy.webhooks, transport=httpx.MockTransport(handler), backoff=0)
 
 
@@ -56,8 +61,10 @@ def test_the_payload_carries_the_type_and_metadata() -> None:
                      "metadata": {"cmd": "hey -z 1m"}}]
 
 
-def test_redact_url_keeps_only_scheme_and_host() -> None:
-    assert redact_url(SECRET_URL) == "https://hooks.example.internal/…"
+def test_redact_url_hides_query_values_and_the_path_of_a_secret_url() -> None:
+    assert redact_url(SECRET_URL) == (
+        "https://hooks.example.internal/services/T000/B000/very-secret-token?x=***")
+    assert redact_url(SECRET_URL, path=False) == "https://hooks.example.internal/***?x=***"
 
 
 def test_slack_notifier_posts_attachments_and_hides_its_url() -> None:

@@ -1,7 +1,7 @@
 """Judges: turn measurements or counts into a Verdict (threshold, comparative, sequential)."""
 
 from .comparative import ComparativeJudge
-from .sequential import SequentialJudge, SequentialState
+from .sequential import SequentialJudge
 from .threshold import ThresholdJudge
 
-__all__ = ["ComparativeJudge", "SequentialJudge", "SequentialState", "ThresholdJudge"]
+__all__ = ["ComparativeJudge", "SequentialJudge", "ThresholdJudge"]

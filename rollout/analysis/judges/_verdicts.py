@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..model import MetricSpec
-from ..results import Measurement, MetricVerdict, Outcome
+from ..model import MetricSpec, NoData
+from ..results import Decision, Measurement, MetricVerdict, Outcome
 
 
 def spec_of(metrics: dict[str, MetricSpec], measurement: Measurement) -> MetricSpec:
@@ -26,16 +26,20 @@ def query_failed(measurement: Measurement, error: str) -> MetricVerdict:
     )
 
 
-def no_data(measurement: Measurement, spec: MetricSpec, *, whose: str) -> MetricVerdict:
-    counted = spec.on_no_data == "fail"
-    effect = "counted as a failure" if counted else "ignored"
+def no_data(
+    measurement: Measurement, spec: MetricSpec, *, whose: str, default: NoData
+) -> MetricVerdict:
+    """Never a pass: a failed check, or inconclusive (the step waits) as onNoData says."""
+    policy = spec.on_no_data or default
+    counted = policy == "fail"
+    effect = "counted as a failed check" if counted else "inconclusive, the step waits"
     return MetricVerdict(
         metric=measurement.metric,
         result=Outcome.NO_DATA,
         failed=counted,
         reason=(
             f"{measurement.metric} had no data for {whose} over {measurement.window}, "
-            f"{effect} (onNoData: {spec.on_no_data}; query: {measurement.query})"
+            f"{effect} (onNoData: {policy}; query: {measurement.query})"
         ),
         query=measurement.query,
         window=measurement.window,
@@ -50,3 +54,19 @@ def summary(verdicts: Sequence[MetricVerdict], *, passed: str, lead: str = "") -
     head = f"{lead}; " if lead else ""
     head += f"{len(failed)} of {len(verdicts)} metrics failed: "
     return head + "; ".join(verdict.reason for verdict in failed)
+
+
+def decision(verdicts: Sequence[MetricVerdict]) -> Decision:
+    """FAIL if any metric failed, else INCONCLUSIVE if any had no data, else PASS."""
+    if any(verdict.failed for verdict in verdicts):
+        return Decision.FAIL
+    if any(verdict.result is Outcome.NO_DATA for verdict in verdicts):
+        return Decision.INCONCLUSIVE
+    return Decision.PASS
+
+
+def waiting_on(verdicts: Sequence[MetricVerdict]) -> str:
+    """Why a run without failures is still inconclusive: each metric that had no data."""
+    return "inconclusive: " + "; ".join(
+        v.reason for v in verdicts if v.result is Outcome.NO_DATA and not v.failed
+    )

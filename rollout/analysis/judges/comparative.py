@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ..model import Direction, JudgeSpec, MetricSpec
+from ..model import Direction, JudgeSpec, MetricSpec, NoData
 from ..results import Decision, Measurement, MetricVerdict, Outcome, Verdict
 from ..wording import share, show
-from ._verdicts import no_data, query_failed, spec_of, summary
+from ._verdicts import decision, no_data, query_failed, spec_of, summary, waiting_on
 
 _ALTERNATIVE = {"higher-is-worse": "greater", "lower-is-worse": "less", "either": "two-sided"}
 
@@ -52,6 +53,27 @@ def relative_effect(canary: np.ndarray, primary: np.ndarray) -> float:
     if base == 0:
         return 0.0 if difference == 0 else math.copysign(math.inf, difference)
     return difference / base
+
+
+def smallest_p_value(samples: int, worse: Direction) -> float:
+    """The smallest p-value Mann-Whitney can give with `samples` values on each side.
+
+    Reached when every canary value is worse than every primary value; computed with the test
+    `compare` runs, so the rule cannot drift from the judge.
+    """
+    if samples < 1:
+        return 1.0
+    canary = np.arange(samples, 2 * samples, dtype=float)
+    primary = np.arange(samples, dtype=float)
+    if worse == "lower-is-worse":
+        canary, primary = primary, canary
+    return float(stats.mannwhitneyu(canary, primary, alternative=_ALTERNATIVE[worse]).pvalue)
+
+
+@functools.cache
+def samples_needed(alpha: float, worse: Direction, *, most: int = 1000) -> int:
+    """The fewest samples a side with which `smallest_p_value` is below alpha."""
+    return next(n for n in range(1, most + 1) if smallest_p_value(n, worse) < alpha)
 
 
 def compare(
@@ -115,14 +137,21 @@ def score(
 class ComparativeJudge:
     """Per metric PASS / HIGH / LOW / NO_DATA; critical failures and the score decide the run."""
 
-    def __init__(self, *, spec: JudgeSpec, metrics: Sequence[MetricSpec]) -> None:
+    def __init__(
+        self, *, spec: JudgeSpec, metrics: Sequence[MetricSpec],
+        on_no_data: NoData = "inconclusive",
+    ) -> None:
         self._spec = spec
         self._metrics = {metric.name: metric for metric in metrics}
+        self._on_no_data = on_no_data
 
     def judge(self, measurements: Sequence[Measurement]) -> Verdict:
         verdicts = tuple(self._metric(measurement) for measurement in measurements)
         value, critical = score(verdicts, self._metrics)
         result, why = self._decide(value, critical)
+        if result is not Decision.FAIL and decision(verdicts) is Decision.INCONCLUSIVE:
+            # Metrics without data are left out of the score, but never let it pass.
+            result, why = Decision.INCONCLUSIVE, waiting_on(verdicts)
         return Verdict(
             result=result,
             metrics=verdicts,
@@ -152,6 +181,10 @@ class ComparativeJudge:
         error = measurement.error or measurement.primary_error
         if error is not None:
             return query_failed(measurement, error)
+        needed = samples_needed(self._spec.alpha, spec.worse)
+        sizes = (_finite(measurement.canary), _finite(measurement.primary))
+        if min(sizes) and min(sizes) < needed:
+            return _too_few(measurement, sizes, needed=needed, alpha=self._spec.alpha)
         found = compare(
             measurement.canary,
             measurement.primary,
@@ -161,7 +194,9 @@ class ComparativeJudge:
             confidence=self._spec.confidence,
         )
         if found is None:
-            return no_data(measurement, spec, whose=_missing_side(measurement))
+            return no_data(
+                measurement, spec, whose=_missing_side(measurement), default=self._on_no_data
+            )
         return MetricVerdict(
             metric=measurement.metric,
             result=found.outcome,
@@ -175,6 +210,28 @@ class ComparativeJudge:
             query=measurement.query,
             window=measurement.window,
         )
+
+
+def _finite(values: Sequence[float]) -> int:
+    return sum(math.isfinite(value) for value in values)
+
+
+def _too_few(
+    measurement: Measurement, sizes: tuple[int, int], *, needed: int, alpha: float
+) -> MetricVerdict:
+    """Not a pass: with fewer samples no result could be significant, so the step waits."""
+    return MetricVerdict(
+        metric=measurement.metric,
+        result=Outcome.NO_DATA,
+        failed=False,
+        reason=(
+            f"{measurement.metric}: {sizes[0]} canary and {sizes[1]} primary samples over "
+            f"{measurement.window}; Mann-Whitney needs {needed} a side before it can show a "
+            f"regression at alpha {alpha:g}, inconclusive, the step waits"
+        ),
+        query=measurement.query,
+        window=measurement.window,
+    )
 
 
 def _missing_side(measurement: Measurement) -> str:

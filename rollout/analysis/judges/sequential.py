@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
 import numpy as np
 from scipy.special import logsumexp
 
-from ..model import JudgeSpec
+from ..memory import JudgeState
+from ..model import JudgeSpec, NoData
 from ..results import Decision, EventCounts, MetricVerdict, Outcome, Verdict
 from ..wording import share, show
 from ._verdicts import summary
@@ -62,30 +61,6 @@ def running_log_evidence(
     return logsumexp(np.cumsum(per_interval, axis=0) + log_weights[None, :], axis=1)
 
 
-@dataclass(frozen=True)
-class SequentialState:
-    """Per test ("errors", "slow-requests"), the counts of every interval judged so far."""
-
-    history: Mapping[str, tuple[EventCounts, ...]] = field(default_factory=dict)
-
-    def with_counts(self, kind: str, counts: EventCounts) -> SequentialState:
-        history = dict(self.history)
-        history[kind] = (*history.get(kind, ()), counts)
-        return SequentialState(history=history)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {kind: [c.to_dict() for c in counts] for kind, counts in self.history.items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Sequence[dict[str, Any]]]) -> SequentialState:
-        return cls(
-            history={
-                kind: tuple(EventCounts.from_dict(c) for c in counts)
-                for kind, counts in data.items()
-            }
-        )
-
-
 class SequentialJudge:
     """Fails the canary (final) once its bad-event rate is shown to exceed the primary's.
 
@@ -99,7 +74,7 @@ class SequentialJudge:
         alpha: float = 0.01,
         tests: Sequence[str] = ("errors",),
         prior_scale: float = 1.0,
-        on_no_data: Literal["fail", "ignore"] = "fail",
+        on_no_data: NoData = "inconclusive",
     ) -> None:
         unknown = set(tests) - set(_DESCRIPTIONS)
         if unknown or not tests:
@@ -110,9 +85,11 @@ class SequentialJudge:
         self._log_ratios, self._log_weights = mixture_prior(prior_scale)
 
     @classmethod
-    def from_spec(cls, spec: JudgeSpec) -> SequentialJudge:
+    def from_spec(cls, spec: JudgeSpec, *, on_no_data: NoData = "inconclusive") -> SequentialJudge:
         tests = ("errors",) if spec.slow_request_ms is None else ("errors", "slow-requests")
-        return cls(alpha=spec.alpha, tests=tests, prior_scale=spec.prior_scale)
+        return cls(
+            alpha=spec.alpha, tests=tests, prior_scale=spec.prior_scale, on_no_data=on_no_data
+        )
 
     @property
     def tests(self) -> tuple[str, ...]:
@@ -124,8 +101,8 @@ class SequentialJudge:
         return len(self._tests) / self._alpha
 
     def judge(
-        self, *, state: SequentialState, observations: Mapping[str, EventCounts]
-    ) -> tuple[SequentialState, Verdict]:
+        self, *, state: JudgeState, observations: Mapping[str, EventCounts]
+    ) -> tuple[JudgeState, Verdict]:
         verdicts = []
         for kind in self._tests:
             counts = observations.get(kind)
@@ -138,22 +115,33 @@ class SequentialJudge:
     def _verdict(self, verdicts: tuple[MetricVerdict, ...]) -> Verdict:
         proven = any(v.result is Outcome.HIGH for v in verdicts)
         failed = any(v.failed for v in verdicts)
+        waiting = [v for v in verdicts if v.result is Outcome.NO_DATA and not v.failed]
+        if failed:
+            result = Decision.FAIL
+        elif waiting:
+            result = Decision.INCONCLUSIVE
+        else:
+            result = Decision.PASS
         passed = "no regression shown so far (" + "; ".join(v.reason for v in verdicts) + ")"
+        reason = summary(verdicts, passed=passed)
+        if result is Decision.INCONCLUSIVE:
+            reason = "inconclusive: " + "; ".join(v.reason for v in waiting)
         return Verdict(
-            result=Decision.FAIL if failed else Decision.PASS,
+            result=result,
             metrics=verdicts,
-            reason=summary(verdicts, passed=passed),
+            reason=reason,
             failed_checks=1 if failed else 0,
             final=proven,
         )
 
     def _test(
-        self, state: SequentialState, kind: str, counts: EventCounts
-    ) -> tuple[SequentialState, MetricVerdict]:
+        self, state: JudgeState, kind: str, counts: EventCounts
+    ) -> tuple[JudgeState, MetricVerdict]:
         if counts.error is not None:
             return state, _broken(kind, counts, counts.error)
-        if counts.canary_total == 0:
-            return state, self._no_traffic(kind, counts)
+        missing = _missing(counts)
+        if missing is not None:
+            return state, self._no_data(kind, counts, missing)
         state = state.with_counts(kind, counts)
         history = state.history[kind]
         log_evidence = running_log_evidence(
@@ -174,14 +162,14 @@ class SequentialJudge:
             window=counts.window,
         )
 
-    def _no_traffic(self, kind: str, counts: EventCounts) -> MetricVerdict:
+    def _no_data(self, kind: str, counts: EventCounts, missing: str) -> MetricVerdict:
         counted = self._on_no_data == "fail"
         return MetricVerdict(
             metric=kind,
             result=Outcome.NO_DATA,
             failed=counted,
-            reason=f"the canary served no requests over {counts.window or 'the interval'}, "
-            + ("counted as a failure" if counted else "ignored")
+            reason=f"{_DESCRIPTIONS[kind][0]}: no data, {missing}; "
+            + ("counted as a failed check" if counted else "inconclusive, the step waits")
             + f" (onNoData: {self._on_no_data})",
             window=counts.window,
         )
@@ -201,6 +189,24 @@ class SequentialJudge:
                 f"so the canary's {rate} is higher (alpha {self._alpha:g})"
             )
         return f"{facts}; evidence {show(evidence)} of the {show(self.bar)} needed to fail it"
+
+
+def _missing(counts: EventCounts) -> str | None:
+    """Why the interval holds no evidence, or None: without requests on both sides, the
+    canary's share of bad events says nothing, so it is never read as a pass."""
+    over = f"over {counts.window}" if counts.window else "over the interval"
+    if counts.missing is not None:
+        return counts.missing
+    if counts.canary_total == 0 and counts.primary_total == 0:
+        return f"neither canary nor primary served a request {over}"
+    if counts.canary_total == 0:
+        return f"the canary served no requests {over}"
+    if counts.primary_total == 0:
+        return (
+            f"the primary served no requests {over} (check the primary's workload name, "
+            "and that header-based routing sends it traffic)"
+        )
+    return None
 
 
 def _broken(kind: str, counts: EventCounts, error: str) -> MetricVerdict:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..model import MetricSpec, ThresholdRange
+from ..model import MetricSpec, NoData, ThresholdRange
 from ..results import Decision, Measurement, MetricVerdict, Outcome, Verdict
 from ..wording import show
-from ._verdicts import no_data, query_failed, spec_of, summary
+from ._verdicts import decision, no_data, query_failed, spec_of, summary, waiting_on
 
 
 def check(value: float, bounds: ThresholdRange) -> Outcome:
@@ -23,20 +23,26 @@ def check(value: float, bounds: ThresholdRange) -> Outcome:
 class ThresholdJudge:
     """One run's checks; a run with any failed metric adds one failed check (as in Flagger)."""
 
-    def __init__(self, *, metrics: Sequence[MetricSpec]) -> None:
+    def __init__(
+        self, *, metrics: Sequence[MetricSpec], on_no_data: NoData = "inconclusive"
+    ) -> None:
         self._metrics = {metric.name: metric for metric in metrics}
+        self._on_no_data = on_no_data
         for metric in metrics:
             if metric.threshold_range is None:
                 raise ValueError(f"metric {metric.name!r} has no thresholdRange")
 
     def judge(self, measurements: Sequence[Measurement]) -> Verdict:
         verdicts = tuple(self._metric(measurement) for measurement in measurements)
-        failed = any(verdict.failed for verdict in verdicts)
+        result = decision(verdicts)
+        reason = summary(verdicts, passed=f"all {len(verdicts)} metrics within their ranges")
+        if result is Decision.INCONCLUSIVE:
+            reason = waiting_on(verdicts)
         return Verdict(
-            result=Decision.FAIL if failed else Decision.PASS,
+            result=result,
             metrics=verdicts,
-            reason=summary(verdicts, passed=f"all {len(verdicts)} metrics within their ranges"),
-            failed_checks=1 if failed else 0,
+            reason=reason,
+            failed_checks=1 if result is Decision.FAIL else 0,
         )
 
     def _metric(self, measurement: Measurement) -> MetricVerdict:
@@ -49,8 +55,11 @@ class ThresholdJudge:
                 f"the query returned {len(measurement.canary)} series where one was expected "
                 f"(aggregate it, e.g. with sum(...); query: {measurement.query})",
             )
-        if not measurement.canary or math.isnan(measurement.canary[0]):
-            return no_data(measurement, spec, whose=f"canary {measurement.canary_workload}")
+        if not measurement.canary or not math.isfinite(measurement.canary[0]):
+            return no_data(
+                measurement, spec, whose=f"canary {measurement.canary_workload}",
+                default=self._on_no_data,
+            )
         assert spec.threshold_range is not None
         value = measurement.canary[0]
         outcome = check(value, spec.threshold_range)
