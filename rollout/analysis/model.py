@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -204,6 +205,18 @@ class ProviderSpec(_Spec):
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     retries: int = Field(default=3, ge=0, le=10)
     backoff_seconds: float = Field(default=0.5, ge=0, le=30)
+
+    @field_validator("address")
+    @classmethod
+    def _no_userinfo(cls, address: str) -> str:
+        if "@" in urlsplit(address).netloc:
+            raise ValueError(
+                f"address carries credentials (user:password@), which {_NOT_IN_THE_STACK_FILE}"
+                " or be printed with the address; give basicAuth: {username: ..., "
+                "passwordEnv: ENV_VAR} instead (also when the address comes from "
+                "$CANARY_PROMETHEUS_URL)"
+            )
+        return address
 
     @model_validator(mode="before")
     @classmethod

@@ -172,7 +172,8 @@ class PrometheusProvider:
                 f"{where} refused the request (HTTP {exc.status}): {detail}",
                 query=promql,
                 status=exc.status,
-                hint="check the provider's bearerToken, basicAuth or headers",
+                hint="check the provider's bearerTokenEnv, basicAuth.passwordEnv or headersEnv "
+                "and the environment variables they name",
             )
         if exc.status == 422:
             return MetricQueryError(

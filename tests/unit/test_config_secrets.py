@@ -299,3 +299,16 @@ def test_the_slack_notifier_resolves_and_redacts_its_url(monkeypatch: pytest.Mon
     with pytest.raises(InvalidInput) as caught:
         notifier_from_env("SLACK_URL")
     assert "does not hold an http(s) URL" in str(caught.value) and SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("address", ["http://admin:s3cret-pass@prom:9090", "https://tok3n@prom"])
+def test_a_provider_address_with_credentials_is_refused_without_echoing_them(
+    address: str,
+) -> None:
+    from rollout.analysis import parse_analysis
+
+    with pytest.raises(InvalidInput, match="passwordEnv") as refused:
+        parse_analysis({"metrics": [{"name": "request-success-rate",
+                                     "thresholdRange": {"min": 99}}],
+                        "provider": {"address": address}})
+    assert "s3cret" not in str(refused.value) and "tok3n" not in str(refused.value)
