@@ -74,6 +74,8 @@ class JudgeState:
     def from_dict(cls, data: Mapping[str, Any]) -> JudgeState:
         if not data:
             return cls()
+        if "history" not in data and set(data) <= {"errors", "slow-requests"}:
+            data = {"history": data}  # journaled before readings were kept
         readings = data.get("readings") or {}
         sampled = data.get("sampled") or [None, None]
         return cls(

@@ -155,3 +155,10 @@ def test_unreadable_counts_are_no_data() -> None:
     missing = EventCounts(0, 0, 0, 0, "1m", missing="istio_requests_total series {} holds nan")
     _, verdict = SequentialJudge().judge(state=JudgeState(), observations={"errors": missing})
     assert verdict.result is Decision.INCONCLUSIVE and "holds nan" in verdict.reason
+
+
+def test_judge_state_round_trips_and_reads_the_older_journal_shape() -> None:
+    state = JudgeState().with_counts("errors", EventCounts(100, 1, 900, 9, "1m"))
+    assert JudgeState.from_dict(state.to_dict()) == state
+    older = {"errors": [EventCounts(100, 1, 900, 9, "1m").to_dict()]}
+    assert JudgeState.from_dict(older) == state
