@@ -86,6 +86,7 @@ class Driver:
 
     def run(self, candidate: str) -> RolloutState:
         with self._locked(), self._signals():
+            self._archive_missing()
             existing = self.journal.load()
             if existing is not None and not existing.phase.terminal:
                 if existing.candidate != candidate:
@@ -100,15 +101,24 @@ class Driver:
 
     def resume(self) -> RolloutState:
         with self._locked(), self._signals():
+            self._archive_missing()
             return self._drive(self._unfinished().with_event("resumed"))
 
     def abort(self, reason: str = "aborted by a person") -> RolloutState:
         """Reverts an unfinished rollout whose driver is not running."""
         with self._locked():
+            self._archive_missing()
             state = self._unfinished()
             state = self._enter(state, Phase.ROLLING_BACK, reason, reason=reason,
                                 outcome=Outcome.ABORTED)
             return self._drive(state)
+
+    def _archive_missing(self) -> None:
+        found = self.journal.archive_if_missing()
+        if found is not None:
+            self._progress(found, f"recorded the finished rollout {found.rollout_id} of "
+                                  f"{found.candidate} ({found.outcome}) in history: a crash had "
+                                  "left it out")
 
     def _unfinished(self) -> RolloutState:
         state = self.journal.load()
@@ -396,6 +406,10 @@ class Driver:
     def _enter(self, state: RolloutState, phase: Phase, message: str, **changes: Any
                ) -> RolloutState:
         state = self._save(state.moved(phase=phase, **changes).with_event(message))
+        if phase.terminal:
+            # History first: the release gates read it, and hooks and notifications can take
+            # long enough for a crash to come between.
+            self.journal.archive(state)
         self._progress(state, message)
         self.webhooks.call_all("event", self._payload(state))
         return state

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -14,8 +15,19 @@ from rollout.errors import InvalidInput, RolloutError
 from rollout.state import RolloutState
 
 
+_log = logging.getLogger(__name__)
+
+
 class DriverBusy(RolloutError):
     exit_code = 3
+
+
+def _fsync_directory(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _safe(stack: str) -> str:
@@ -56,24 +68,49 @@ class Journal:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_directory(self.directory)
 
-    def archive(self, state: RolloutState) -> None:
-        """Appends a finished rollout to the stack's history (read by status and promote)."""
+    def archive(self, state: RolloutState) -> bool:
+        """Appends a finished rollout to the stack's history (read by status and the release
+        gates), durably, once: a rollout already there is not written again. Returns whether
+        it was written."""
+        if any(past.rollout_id == state.rollout_id for past in self.history()):
+            return False
         self.directory.mkdir(parents=True, exist_ok=True)
+        created = not self.history_path.exists()
         with self.history_path.open("a") as handle:
             handle.write(json.dumps(state.to_dict(), sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if created:
+            _fsync_directory(self.directory)
+        return True
 
     def history(self) -> list[RolloutState]:
+        """Finished rollouts, oldest first. A line that cannot be read (a write torn by a crash)
+        is skipped with a warning rather than hiding every other rollout."""
         try:
             lines = self.history_path.read_text().splitlines()
         except FileNotFoundError:
             return []
-        return [RolloutState.from_dict(json.loads(line)) for line in lines if line.strip()]
+        found = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                found.append(RolloutState.from_dict(json.loads(line)))
+            except (ValueError, TypeError, KeyError) as err:
+                _log.warning("skipping unreadable line %d of %s (%s)", number,
+                             self.history_path, err)
+        return found
+
+    def archive_if_missing(self) -> RolloutState | None:
+        """Archives a finished journal that never reached history (a crash between the two);
+        returns it if it did."""
+        state = self.load()
+        if state is not None and state.phase.terminal and self.archive(state):
+            return state
+        return None
 
     # -- requests from people (approve / promote / abort) -----------------------------
 
