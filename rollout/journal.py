@@ -14,7 +14,6 @@ from typing import IO, Any
 from rollout.errors import InvalidInput, RolloutError
 from rollout.state import RolloutState
 
-
 _log = logging.getLogger(__name__)
 
 
