@@ -95,6 +95,7 @@ class Driver:
                         f"unfinished ({existing.phase}, step {existing.step + 1})",
                         hint="finish it with `rollout resume` or revert it with `rollout abort`",
                     )
+                self._reconcile(existing)
                 return self._drive(existing.with_event("resumed by run"))
             state = self._begin(candidate)
             return state if state.phase.terminal else self._drive(state)
@@ -102,13 +103,18 @@ class Driver:
     def resume(self) -> RolloutState:
         with self._locked(), self._signals():
             self._archive_missing()
-            return self._drive(self._unfinished().with_event("resumed"))
+            state = self._unfinished()
+            self._reconcile(state)
+            return self._drive(state.with_event("resumed"))
 
     def abort(self, reason: str = "aborted by a person") -> RolloutState:
         """Reverts an unfinished rollout whose driver is not running."""
         with self._locked():
             self._archive_missing()
             state = self._unfinished()
+            if state.phase is Phase.ROLLING_BACK:
+                # Finishing a revert that was already under way: its cause stays the outcome.
+                return self._drive(state.with_event(f"revert continued: {reason}"))
             state = self._enter(state, Phase.ROLLING_BACK, reason, reason=reason,
                                 outcome=Outcome.ABORTED)
             return self._drive(state)
@@ -119,6 +125,44 @@ class Driver:
             self._progress(found, f"recorded the finished rollout {found.rollout_id} of "
                                   f"{found.candidate} ({found.outcome}) in history: a crash had "
                                   "left it out")
+
+    def _reconcile(self, state: RolloutState) -> None:
+        """Refuse to resume when the stack's config says something the journal cannot explain.
+
+        Each key the driver owns may hold the journal's desired value, or its value before the
+        rollout (a fresh checkout of the stack file); the next step applies the journal's
+        whole desired state either way. Anything else is a person's change, so stop.
+        """
+        entries = self.stack.config()
+        before = restored(state.last_good)
+        promoted = state.phase in (Phase.PROMOTING, Phase.FINALISING)
+        allowed = {
+            **{key: {value} for key, value in self._desired(state).items()},
+            self.keys.canary_weight: {str(w) for w in range(101)}
+            if promoted else {str(state.weight)},
+            self.keys.stable_version: {state.stable, state.candidate}
+            if promoted else {state.stable},
+        }
+        if promoted:  # the last promotion step scales the canary down
+            allowed[self.keys.canary_replicas] |= {"0"}
+        if state.phase in (Phase.INITIALIZING, Phase.ROLLING_BACK):
+            return  # both apply a whole config of their own next
+        off = []
+        for key, values in allowed.items():
+            entry = entries.get(key)
+            now = entry.value if entry is not None else None
+            was = before[key].value if key in before else None
+            if now in values or now == was:
+                continue
+            off.append(f"{key} is {now!r} (the journal expects "
+                       f"{' or '.join(sorted(repr(v) for v in values)[:3])})")
+        if off:
+            raise InvalidInput(
+                f"the stack's config disagrees with the unfinished rollout of {state.candidate}: "
+                + "; ".join(off),
+                hint="put those keys back as the journal has them (or as committed) and resume, "
+                     "or revert with `rollout abort`",
+            )
 
     def _unfinished(self) -> RolloutState:
         state = self.journal.load()
@@ -133,6 +177,7 @@ class Driver:
         entries = self.stack.config()
         state = RolloutState(stack=self.stack_name, candidate=candidate,
                              stable=self.target.stable_version, last_good=captured(entries),
+                             canary_replicas=self.target.canary_replicas,
                              total_steps=len(self.schedule),
                              interval_seconds=self.policy.interval_seconds)
         if candidate == self.target.stable_version:
@@ -198,12 +243,8 @@ class Driver:
             if state.failed_checks >= self.policy.threshold:
                 raise _Rollback("pre-rollout hook failed: "
                                 + "; ".join(r.message for r in results if not r.ok))
-        self.stack.set_config({
-            self.keys.canary_version: state.candidate,
-            self.keys.canary_replicas: str(self.target.canary_replicas),
-            self.keys.canary_weight: "0",
-        })
-        self._up(state, f"canary {state.candidate} scaled to {self.target.canary_replicas}")
+        self.stack.set_config(self._desired(state.moved(weight=0)))
+        self._up(state, f"canary {state.candidate} scaled to {self._replicas(state)}")
         return self._enter(state, Phase.PROGRESSING, f"canary {state.candidate} is ready",
                            step=0, weight=0, step_applied=False)
 
@@ -229,7 +270,7 @@ class Driver:
         if step.weight > state.weight:
             self._gate(state, "confirm-traffic-increase")
         state = self._save(state.moved(weight=step.weight))
-        self.stack.set_config({self.keys.canary_weight: str(step.weight)})
+        self.stack.set_config(self._desired(state))
         seconds = self._up(state, f"weight {step.weight}%", weight_only=True)
         return self._save(state.moved(step_applied=True,
                                       step_seconds=[*state.step_seconds, seconds])
@@ -293,13 +334,14 @@ class Driver:
         return self._enter(state, Phase.PROMOTING, f"promoting {state.candidate}")
 
     def _promote(self, state: RolloutState) -> RolloutState:
-        self.stack.set_config({self.keys.stable_version: state.candidate})
+        self.stack.set_config({**self._desired(state), self.keys.stable_version: state.candidate})
         self._up(state, f"primary to {state.candidate}")
         return self._enter(state, Phase.FINALISING, "primary runs the new version")
 
     def _finalise(self, state: RolloutState) -> RolloutState:
         for weight in promotion_weights(self.policy, state.weight):
-            changes = {self.keys.canary_weight: str(weight)}
+            changes = {**self._desired(state.moved(weight=weight)),
+                       self.keys.stable_version: state.candidate}
             if weight == 0:
                 changes[self.keys.canary_replicas] = "0"
             self.stack.set_config(changes)
@@ -361,6 +403,18 @@ class Driver:
                 retried = True
                 self._progress(state, f"pulumi up failed before changing anything; retrying "
                                       f"once: {failed.message}")
+
+    def _replicas(self, state: RolloutState) -> int:
+        return state.canary_replicas or self.target.canary_replicas
+
+    def _desired(self, state: RolloutState) -> dict[str, str]:
+        """The whole canary config the journal asks for at `state.weight`, applied before every
+        step's `up`, so a resume from any checkout reaches the same cluster state."""
+        return {
+            self.keys.canary_version: state.candidate,
+            self.keys.canary_replicas: str(self._replicas(state)),
+            self.keys.canary_weight: str(state.weight),
+        }
 
     def _gate(self, state: RolloutState, hook_type: HookType) -> None:
         while True:

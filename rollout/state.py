@@ -44,6 +44,9 @@ class RolloutState:
     phase: Phase = Phase.INITIALIZING
     step: int = -1
     weight: int = 0
+    # Canary pods while the canary takes traffic: the desired state is the journal's, never
+    # the stack file's (a fresh checkout has canaryReplicas back at 0).
+    canary_replicas: int = 0
     step_applied: bool = False
     total_steps: int = 0
     interval_seconds: float = 0.0

@@ -381,3 +381,53 @@ def test_a_live_lock_that_never_clears_fails_the_step(tmp_path: Path) -> None:
     state = driver.run("v2")
     assert state.outcome is Outcome.INFRASTRUCTURE_FAILED
     assert "locked" in state.reason
+
+
+def _killed_mid_step(journal: Journal) -> None:
+    """The journal of a driver SIGKILLed while stepping v2 to 40%, before its `up`."""
+    from rollout.stackconfig import captured
+    from rollout.state import RolloutState
+
+    journal.save(RolloutState(stack=STACK, candidate="v2", stable="v1",
+                              last_good=captured(base_config()), canary_replicas=1,
+                              phase=Phase.PROGRESSING, step=1, weight=40, step_applied=False,
+                              total_steps=3, interval_seconds=10))
+
+
+def test_a_resume_from_a_fresh_checkout_applies_the_whole_canary_state(tmp_path: Path) -> None:
+    # Issue 12 item 1: the fresh stack file has canaryReplicas back at 0; only the weight was
+    # set, so 40% of the traffic went to a canary without pods.
+    driver, stack, _, journal = make(tmp_path)
+    _killed_mid_step(journal)
+    state = driver.resume()
+    assert state.outcome is Outcome.PROMOTED
+    first = stack.ups[0]["config"]
+    assert (first["canaryWeight"], first["canaryReplicas"], first["canaryVersion"]) == (
+        "40", "1", "v2")
+    assert all(u["config"]["canaryReplicas"] == "1" for u in stack.ups
+               if u["config"]["canaryWeight"] != "0")
+
+
+def test_a_resume_refuses_config_the_journal_cannot_explain(tmp_path: Path) -> None:
+    driver, stack, _, journal = make(tmp_path)
+    _killed_mid_step(journal)
+    stack.set_config({f"{PROJECT}:canaryVersion": "v9", f"{PROJECT}:stableVersion": "v0"})
+    with pytest.raises(InvalidInput, match="canaryVersion is 'v9'") as refused:
+        driver.resume()
+    assert "stableVersion is 'v0'" in refused.value.message and stack.ups == []
+
+
+def test_an_abort_during_a_revert_keeps_the_original_outcome(tmp_path: Path) -> None:
+    # Issue 12 item 4: the hint after a failed revert says to run `rollout abort`, which then
+    # turned `rolled-back` into `aborted` (exit 4), and gates ignore aborts.
+    failures = iter([FailingUp("the API server went away")])
+    stack = FakeStack(fail_when=lambda config, attempt: next(failures, None)
+                      if config.get("canaryVersion") is None and attempt >= 3 else None)
+    driver, stack, _, journal = make(tmp_path, stack=stack,
+                                     analysis=ScriptedAnalysis([True, False]))
+    with pytest.raises(FailingUp):
+        driver.run("v3")
+    assert journal.load() is not None and journal.load().phase is Phase.ROLLING_BACK
+    state = driver.abort()
+    assert state.outcome is Outcome.ROLLED_BACK and "below the minimum" in state.reason
+    assert journal.history()[-1].outcome is Outcome.ROLLED_BACK
