@@ -140,17 +140,21 @@ class Rollouts:
     def abort(self, reason: str = "aborted by a person") -> RolloutResult | None:
         """Asks a running driver to revert, or reverts an orphaned rollout itself."""
         if self.journal.driver_running():
-            self.journal.request("abort", reason=reason)
+            self.journal.request("abort", rollout_id=self._require_running("abort"),
+                                 reason=reason)
             return None
         return _result(self.driver().abort(reason))
 
-    def approve(self) -> None:
-        self._require_running("approve")
-        self.journal.request("approve")
+    def approve(self) -> str:
+        """Queues an approval for the unfinished rollout; returns its id."""
+        rollout_id = self._require_running("approve")
+        self.journal.request("approve", rollout_id=rollout_id)
+        return rollout_id
 
-    def promote_now(self) -> None:
-        self._require_running("promote")
-        self.journal.request("promote")
+    def promote_now(self) -> str:
+        rollout_id = self._require_running("promote")
+        self.journal.request("promote", rollout_id=rollout_id)
+        return rollout_id
 
     def status(self) -> RolloutState | None:
         return self.journal.load()
@@ -158,11 +162,12 @@ class Rollouts:
     def history(self) -> list[RolloutState]:
         return self.journal.history()
 
-    def _require_running(self, action: str) -> None:
+    def _require_running(self, action: str) -> str:
         state = self.journal.load()
         if state is None or state.phase.terminal:
             raise InvalidInput(f"no rollout in progress on stack {self.stack_name} to {action}",
                                hint="start one with `rollout run`")
+        return state.rollout_id
 
 
 def _result(state: RolloutState) -> RolloutResult:

@@ -207,20 +207,21 @@ def abort(
 def approve(stack: StackOption) -> None:
     """Pass a manual pause of the running rollout."""
     try:
-        _rollouts(stack, progress=False).approve()
+        rollout_id = _rollouts(stack, progress=False).approve()
     except RolloutError as err:
         raise fail(err) from err
-    console.print("approved")
+    console.print(f"approval queued for rollout {rollout_id}; the driver passes the pause "
+                  "when it reaches it")
 
 
 @app.command()
 def promote(stack: StackOption) -> None:
     """Promote the canary now, skipping the remaining steps."""
     try:
-        _rollouts(stack, progress=False).promote_now()
+        rollout_id = _rollouts(stack, progress=False).promote_now()
     except RolloutError as err:
         raise fail(err) from err
-    console.print("promotion requested")
+    console.print(f"promotion requested for rollout {rollout_id}")
 
 
 @app.command()

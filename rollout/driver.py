@@ -81,6 +81,7 @@ class Driver:
         self.leave_paused = leave_paused
         self.targeted_steps = targeted_steps
         self._signal: int | None = None
+        self._ignored: set[str] = set()
 
     # -- entry points -----------------------------------------------------------------
 
@@ -324,10 +325,12 @@ class Driver:
         if step.pause_seconds:
             self._wait(state, step.pause_seconds)
             return state
-        while not state.approved:
-            self._wait(state, min(self.policy.interval_seconds, 5.0))
-            state = self.journal.load() or state
-        return self._save(state.moved(approved=False).with_event("approved"))
+        while True:
+            approvals = self._pending(state, ("approve",))
+            if approvals:
+                state = self._handled(state, approvals[0])
+                return self._save(state.with_event("approved"))
+            self._wait(state, min(self.policy.interval_seconds, 1.0))
 
     def _await_promotion(self, state: RolloutState) -> RolloutState:
         self._gate(state, "confirm-promotion")
@@ -445,17 +448,39 @@ class Driver:
             if self.leave_paused:
                 raise _Stop()
             raise _Rollback(f"stopped by signal {signal.Signals(signum).name}", Outcome.ABORTED)
-        request = self.journal.take_request()
-        if request is None:
-            return
-        action = request.get("action")
-        if action == "abort":
-            raise _Rollback(request.get("reason") or "aborted by a person", Outcome.ABORTED)
-        if action == "approve":
-            self._save(state.moved(approved=True).with_event("approval received"))
-        if action == "promote" and state.phase in (Phase.PROGRESSING, Phase.WAITING,
-                                                   Phase.WAITING_PROMOTION):
-            raise _PromoteNow()
+        for request in self._pending(state, ("abort", "promote")):
+            state = self._handled(state, request)
+            if request["action"] == "abort":
+                raise _Rollback(request.get("reason") or f"aborted by {request['by']}",
+                                Outcome.ABORTED)
+            if state.phase in (Phase.PROGRESSING, Phase.WAITING, Phase.WAITING_PROMOTION):
+                raise _PromoteNow()
+            self._progress(state, f"ignored the promote request from {request['by']}: "
+                                  f"the rollout is {state.phase}")
+
+    def _pending(self, state: RolloutState, actions: tuple[str, ...]) -> list[dict[str, Any]]:
+        """This rollout's requests not handled yet; others' are ignored, and said so once."""
+        found = []
+        for request in self.journal.requests():
+            if request["id"] in state.handled_requests or request["id"] in self._ignored:
+                continue
+            if request["rollout_id"] != state.rollout_id:
+                self._ignored.add(request["id"])
+                if not state.phase.terminal and request["at"] >= state.started_at - 3600:
+                    self._progress(state, f"ignored a stale {request['action']} request from "
+                                          f"{request['by']}: it was for rollout "
+                                          f"{request['rollout_id']}, not {state.rollout_id}")
+                continue
+            if request["action"] in actions:
+                found.append(request)
+        return found
+
+    def _handled(self, state: RolloutState, request: dict[str, Any]) -> RolloutState:
+        fresh = self.journal.load() or state
+        return self._save(fresh.moved(
+            handled_requests=[*fresh.handled_requests, request["id"]]).with_event(
+            f"{request['action']} requested by {request['by']}"
+            + (f": {request['reason']}" if request.get("reason") else "")))
 
     def _enter(self, state: RolloutState, phase: Phase, message: str, **changes: Any
                ) -> RolloutState:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import json
 import logging
 import os
+import socket
 import time
+import uuid
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +32,14 @@ def _fsync_directory(directory: Path) -> None:
         os.close(dir_fd)
 
 
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 def _safe(stack: str) -> str:
     return stack.replace("/", "__")
 
@@ -41,7 +52,7 @@ class Journal:
         self.stack = stack
         self.path = directory / f"{_safe(stack)}.json"
         self.lock_path = directory / f"{_safe(stack)}.lock"
-        self.control_path = directory / f"{_safe(stack)}.control.json"
+        self.requests_path = directory / f"{_safe(stack)}.requests.jsonl"
         self.history_path = directory / f"{_safe(stack)}.history.jsonl"
         self._lock: IO[str] | None = None
 
@@ -113,19 +124,42 @@ class Journal:
 
     # -- requests from people (approve / promote / abort) -----------------------------
 
-    def request(self, action: str, **data: Any) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.control_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"action": action, "at": time.time(), **data}))
-        os.replace(tmp, self.control_path)
+    def request(self, action: str, *, rollout_id: str | None = None, by: str = "",
+                reason: str = "") -> dict[str, Any]:
+        """Queues a request for one rollout (by default the unfinished one), durably.
 
-    def take_request(self) -> dict[str, Any] | None:
+        The queue is append-only: a request is never overwritten by another, and the driver
+        records which ones it handled, so each acts once and only on its own rollout."""
+        if rollout_id is None:
+            state = self.load()
+            if state is None or state.phase.terminal:
+                raise InvalidInput(f"no unfinished rollout on stack {self.stack} to {action}",
+                                   hint="start one with `rollout run`")
+            rollout_id = state.rollout_id
+        entry = {"id": uuid.uuid4().hex[:12], "rollout_id": rollout_id, "action": action,
+                 "by": by or _who(), "at": time.time(), "reason": reason}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self.requests_path.open("a") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return entry
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every queued request, oldest first; a torn line is skipped."""
         try:
-            data = json.loads(self.control_path.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        self.control_path.unlink(missing_ok=True)
-        return data
+            lines = self.requests_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and {"id", "rollout_id", "action"} <= set(entry):
+                found.append(entry)
+        return found
 
     # -- the driver lock --------------------------------------------------------------
 

@@ -50,7 +50,8 @@ class RolloutState:
     step_applied: bool = False
     total_steps: int = 0
     interval_seconds: float = 0.0
-    approved: bool = False
+    approved: bool = False  # unused since approvals are queued requests; older journals have it
+    handled_requests: list[str] = field(default_factory=list)
     failed_checks: int = 0
     inconclusive: int = 0
     outcome: Outcome | None = None
