@@ -213,7 +213,8 @@ class Driver:
             return self._enter(state, Phase.ROLLING_BACK, interruption.reason,
                                reason=interruption.reason, outcome=interruption.outcome)
         if isinstance(interruption, _PromoteNow):
-            return self._enter(state, Phase.PROMOTING, "promoted now by a person",
+            # Skips the remaining steps, never the confirm-promotion gate.
+            return self._enter(state, Phase.WAITING_PROMOTION, "promote now, asked by a person",
                                reason="promoted by a person before the last step")
         if isinstance(interruption, _Stop):
             self._save(state.with_event("left paused by signal"))

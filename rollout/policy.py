@@ -15,7 +15,13 @@ from rollout.analysis.model import EnvName, parse_provider, provider_credentials
 from rollout.durations import parse_duration
 from rollout.errors import InvalidInput
 
-DEFAULT_PROMETHEUS = "http://127.0.0.1:16090"
+
+def default_prometheus() -> str:
+    """$CANARY_PROMETHEUS_URL, else the Prometheus of the lab in use (its port base)."""
+    from rollout.lab.layout import ports_from_env
+
+    return os.environ.get("CANARY_PROMETHEUS_URL") or (
+        f"http://127.0.0.1:{ports_from_env().prometheus}")
 HookType = Literal[
     "confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
     "confirm-promotion", "post-rollout", "rollback", "event",
@@ -223,7 +229,8 @@ class Policy(_Model):
 def analysis_spec(policy: Policy, *, key: str = "canary-service:analysis") -> AnalysisSpec:
     """The metric analysis part of the policy, with secrets taken from the environment."""
     provider = dict(policy.provider)
-    provider.setdefault("address", os.environ.get("CANARY_PROMETHEUS_URL", DEFAULT_PROMETHEUS))
+    if "address" not in provider:
+        provider["address"] = default_prometheus()
     if policy.bearer_token_env:
         if "bearerTokenEnv" in provider:
             raise InvalidInput(
@@ -248,6 +255,21 @@ def analysis_spec(policy: Policy, *, key: str = "canary-service:analysis") -> An
     return spec
 
 
+def _pauses_on_steps(policy: Policy, *, key: str) -> None:
+    """A pause at a weight the schedule never sets would silently be no human gate at all."""
+    from rollout.schedule import traffic_weights
+
+    weights = traffic_weights(policy)
+    stray = sorted({p.weight for p in policy.pauses} - set(weights))
+    if stray:
+        raise InvalidInput(
+            f"{key}.pauses: the schedule never sets weight {', '.join(map(str, stray))}, so "
+            f"that pause would never happen (the schedule's weights: "
+            f"{', '.join(map(str, weights))})",
+            hint="pause at one of the schedule's weights, or add the weight to stepWeights",
+        )
+
+
 def load_policy(raw: dict[str, Any] | None, *, key: str = "canary-service:analysis") -> Policy:
     """Validates the policy; every problem names its config key and what is allowed."""
     try:
@@ -262,6 +284,7 @@ def load_policy(raw: dict[str, Any] | None, *, key: str = "canary-service:analys
             "invalid rollout policy:\n  " + "\n  ".join(problems),
             hint=f"fix {key} in stacks/Pulumi.<stack>.yaml (schema: README, 'Rollout policy')",
         ) from None  # the cause would show the input, which may hold a secret
+    _pauses_on_steps(policy, key=key)
     if not policy.skip_analysis:
         analysis_spec(policy, key=key)
     elif policy.provider:

@@ -312,3 +312,19 @@ def test_a_provider_address_with_credentials_is_refused_without_echoing_them(
                                      "thresholdRange": {"min": 99}}],
                         "provider": {"address": address}})
     assert "s3cret" not in str(refused.value) and "tok3n" not in str(refused.value)
+
+
+def test_the_default_prometheus_follows_the_lab_port_base(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 12 item 16: under CANARY_LAB_PORT_BASE=17000 the demo queried 16090, found nothing,
+    # and "rolled back as expected" for the wrong reason.
+    from rollout.policy import analysis_spec, load_policy
+
+    monkeypatch.delenv("CANARY_PROMETHEUS_URL", raising=False)
+    monkeypatch.setenv("CANARY_LAB_PORT_BASE", "17000")
+    policy = load_policy({"metrics": [{"name": "request-success-rate",
+                                       "thresholdRange": {"min": 99}}]})
+    assert analysis_spec(policy).provider.address == "http://127.0.0.1:17090"
+    monkeypatch.setenv("CANARY_PROMETHEUS_URL", "http://prom:9090")
+    assert analysis_spec(policy).provider.address == "http://prom:9090"

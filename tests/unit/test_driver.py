@@ -431,3 +431,28 @@ def test_an_abort_during_a_revert_keeps_the_original_outcome(tmp_path: Path) -> 
     state = driver.abort()
     assert state.outcome is Outcome.ROLLED_BACK and "below the minimum" in state.reason
     assert journal.history()[-1].outcome is Outcome.ROLLED_BACK
+
+
+def test_a_pause_at_a_weight_the_schedule_never_sets_is_refused() -> None:
+    # Issue 12 item 7: the pause was silently ignored, so there was no human gate at all.
+    with pytest.raises(InvalidInput, match="never sets weight 15") as refused:
+        load_policy({"metrics": SUCCESS_RATE, "stepWeight": 10, "maxWeight": 50,
+                     "pauses": [{"weight": 15}]})
+    assert "10, 20, 30, 40, 50" in refused.value.message
+
+
+def test_promote_now_still_passes_the_confirm_promotion_gate(tmp_path: Path) -> None:
+    answers = iter([403, 200])
+    asked: list[str] = []
+
+    def gate(request: httpx.Request) -> httpx.Response:
+        asked.append(json.loads(request.content)["phase"])
+        return httpx.Response(next(answers, 200))
+
+    holder: dict[str, Journal] = {}
+    hooks = _hooks(gate, [{"name": "gate", "type": "confirm-promotion", "url": "http://gate/"}])
+    analysis = ScriptedAnalysis(before=lambda n: holder["j"].request("promote") if n == 0 else None)
+    driver, stack, _, journal = make(tmp_path, analysis=analysis, hooks=hooks)
+    holder["j"] = journal
+    assert driver.run("v2").outcome is Outcome.PROMOTED
+    assert asked == ["WaitingPromotion", "WaitingPromotion"]
