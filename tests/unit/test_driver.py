@@ -452,7 +452,7 @@ def test_promote_now_still_passes_the_confirm_promotion_gate(tmp_path: Path) -> 
     holder: dict[str, Journal] = {}
     hooks = _hooks(gate, [{"name": "gate", "type": "confirm-promotion", "url": "http://gate/"}])
     analysis = ScriptedAnalysis(before=lambda n: holder["j"].request("promote") if n == 0 else None)
-    driver, stack, _, journal = make(tmp_path, analysis=analysis, hooks=hooks)
+    driver, _, _, journal = make(tmp_path, analysis=analysis, hooks=hooks)
     holder["j"] = journal
     assert driver.run("v2").outcome is Outcome.PROMOTED
     assert asked == ["WaitingPromotion", "WaitingPromotion"]
