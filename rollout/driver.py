@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from rollout.analysis.checks import Tally, add_check
@@ -96,6 +96,7 @@ class Driver:
                         f"unfinished ({existing.phase}, step {existing.step + 1})",
                         hint="finish it with `rollout resume` or revert it with `rollout abort`",
                     )
+                self._journaled_schedule(existing)
                 self._reconcile(existing)
                 return self._drive(existing.with_event("resumed by run"))
             state = self._begin(candidate)
@@ -105,6 +106,7 @@ class Driver:
         with self._locked(), self._signals():
             self._archive_missing()
             state = self._unfinished()
+            self._journaled_schedule(state)
             self._reconcile(state)
             return self._drive(state.with_event("resumed"))
 
@@ -113,6 +115,7 @@ class Driver:
         with self._locked():
             self._archive_missing()
             state = self._unfinished()
+            self._journaled_schedule(state)
             if state.phase is Phase.ROLLING_BACK:
                 # Finishing a revert that was already under way: its cause stays the outcome.
                 return self._drive(state.with_event(f"revert continued: {reason}"))
@@ -126,6 +129,17 @@ class Driver:
             self._progress(found, f"recorded the finished rollout {found.rollout_id} of "
                                   f"{found.candidate} ({found.outcome}) in history: a crash had "
                                   "left it out")
+
+    def _journaled_schedule(self, state: RolloutState) -> None:
+        """A resumed rollout walks the steps it began with, whatever the policy says today."""
+        if not state.schedule:
+            return  # journaled before the schedule was
+        journaled = [Step(**step) for step in state.schedule]
+        if journaled != self.schedule:
+            self._progress(state, "the policy's steps changed since this rollout began; it "
+                                  "continues with the steps it began with: "
+                                  + ", ".join(f"{s.weight}%" for s in journaled))
+        self.schedule = journaled
 
     def _reconcile(self, state: RolloutState) -> None:
         """Refuse to resume when the stack's config says something the journal cannot explain.
@@ -179,6 +193,7 @@ class Driver:
         state = RolloutState(stack=self.stack_name, candidate=candidate,
                              stable=self.target.stable_version, last_good=captured(entries),
                              canary_replicas=self.target.canary_replicas,
+                             schedule=[asdict(step) for step in self.schedule],
                              total_steps=len(self.schedule),
                              interval_seconds=self.policy.interval_seconds)
         if candidate == self.target.stable_version:

@@ -52,6 +52,8 @@ class RolloutState:
     interval_seconds: float = 0.0
     approved: bool = False  # unused since approvals are queued requests; older journals have it
     handled_requests: list[str] = field(default_factory=list)
+    # The steps as resolved when the rollout began: [{"weight": w, "pause_seconds": p}, ...].
+    schedule: list[dict[str, Any]] = field(default_factory=list)
     failed_checks: int = 0
     inconclusive: int = 0
     outcome: Outcome | None = None

@@ -456,3 +456,25 @@ def test_promote_now_still_passes_the_confirm_promotion_gate(tmp_path: Path) -> 
     holder["j"] = journal
     assert driver.run("v2").outcome is Outcome.PROMOTED
     assert asked == ["WaitingPromotion", "WaitingPromotion"]
+
+
+def test_a_resume_walks_the_journaled_steps_after_the_policy_was_edited(tmp_path: Path) -> None:
+    # Issue 12 item 9: resume rebuilt the schedule from today's config; fewer steps crashed
+    # with IndexError.
+    holder: dict[str, Driver] = {}
+    analysis = ScriptedAnalysis(before=lambda n: setattr(holder["d"], "_signal", 2)
+                                if n == 2 else None)
+    driver, stack, _, journal = make(tmp_path, analysis=analysis, leave_paused=True,
+                                     policy={"interval": "10s", "stepWeights": [10, 20, 30, 40]})
+    holder["d"] = driver
+    with pytest.raises(Aborted):
+        driver.run("v2")
+    assert journal.load().step == 3
+    edited, _, _, _ = make(tmp_path, stack=stack, policy={"interval": "10s", "stepWeights": [50]})
+    messages: list[str] = []
+    edited._progress = lambda state, message: messages.append(message)
+    state = edited.resume()
+    assert state.outcome is Outcome.PROMOTED
+    assert max(stack.weights_seen()) == 40
+    assert any("continues with the steps it began with: 10%, 20%, 30%, 40%" in m
+               for m in messages)
