@@ -11,6 +11,7 @@ from rollout.analysis import (
     AnalysisSpec,
     ComparativeJudge,
     Decision,
+    InvalidQuery,
     JudgeState,
     MetricProvider,
     SequentialJudge,
@@ -19,6 +20,7 @@ from rollout.analysis import (
     Workloads,
     count_events,
     measure,
+    metric_queries,
     sample,
 )
 from rollout.analysis.values import format_duration, parse_duration
@@ -130,6 +132,25 @@ class MetricAnalysis:
     def __init__(self, *, spec: AnalysisSpec, provider: MetricProvider) -> None:
         self.spec = spec
         self.provider = provider
+
+    def validate(self, ctx: AnalysisContext) -> None:
+        """Runs every query once, so Prometheus parses each before the canary is deployed."""
+        workloads = Workloads(namespace=ctx.namespace, canary=ctx.canary_workload,
+                              primary=ctx.primary_workload)
+        queries: list[tuple[str, str]] = []
+        for metric in self.spec.metrics:
+            window = (self.spec.judge.step if self.spec.judge.kind == "comparative"
+                      else self.spec.interval_of(metric))
+            found = metric_queries(metric, workloads=workloads, interval=window,
+                                   templates=self.spec.templates)
+            queries += [(metric.name, found.canary), (metric.name, found.primary)]
+        for name, query in queries:
+            try:
+                self.provider.query(query)
+            except InvalidQuery as exc:
+                raise InvalidQuery(f"metric {name!r}: {exc.message}", query=query,
+                                   hint="fix the metric's query or template; nothing was "
+                                        "changed") from None
 
     def analyze(self, ctx: AnalysisContext, judge_state: dict[str, Any],
                 at: datetime | None = None) -> StepVerdict:

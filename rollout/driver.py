@@ -99,6 +99,11 @@ class Driver:
                 self._journaled_schedule(existing)
                 self._reconcile(existing)
                 return self._drive(existing.with_event("resumed by run"))
+            if not self.policy.skip_analysis and candidate != self.target.stable_version:
+                # A query Prometheus cannot parse is a config error: found before any change.
+                self.analysis.validate(self._context(RolloutState(
+                    stack=self.stack_name, candidate=candidate,
+                    stable=self.target.stable_version, last_good={})))
             state = self._begin(candidate)
             return state if state.phase.terminal else self._drive(state)
 

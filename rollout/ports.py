@@ -50,6 +50,11 @@ class StepVerdict:
 
 
 class AnalysisPort(Protocol):
+    def validate(self, ctx: AnalysisContext) -> None:
+        """Raise InvalidInput for a query the provider rejects, InfrastructureError when it
+        cannot be asked: before the rollout changes anything."""
+        ...
+
     def analyze(self, ctx: AnalysisContext, judge_state: dict[str, Any]) -> StepVerdict: ...
 
 

@@ -398,3 +398,17 @@ def test_backtest_over_the_last_minute(
     assert result.rollback is not None and result.rollback.at == failed_at[1] > change
     assert result.summary.startswith(f"would have rolled back at {failed_at[1]:%Y-%m-%dT%H:%M}")
     assert "after 2 failed checks (threshold 2)" in result.summary
+
+
+def test_every_query_is_checked_by_prometheus_before_a_rollout_starts(
+    prometheus: PrometheusProvider,
+) -> None:
+    broken = ('sum(rate(istio_requests_total{destination_workload="{{ target }}"}'
+              "[{{ interval }}])")
+    spec = _spec([{"name": "request-success-rate", "thresholdRange": {"min": 99}},
+                  {"name": "broken", "query": broken, "thresholdRange": {"max": 1}}])
+    with pytest.raises(InvalidQuery, match="metric 'broken'") as refused:
+        MetricAnalysis(spec=spec, provider=prometheus).validate(_context(BROKEN))
+    assert "nothing was changed" in (refused.value.hint or "")
+    fine = _spec([{"name": "request-success-rate", "thresholdRange": {"min": 99}}])
+    MetricAnalysis(spec=fine, provider=prometheus).validate(_context(BROKEN))

@@ -103,6 +103,11 @@ class ScriptedAnalysis:
     script: list[bool | None] = field(default_factory=list)
     calls: list[AnalysisContext] = field(default_factory=list)
     before: Callable[[int], None] | None = None
+    invalid: Exception | None = None
+
+    def validate(self, ctx: AnalysisContext) -> None:
+        if self.invalid is not None:
+            raise self.invalid
 
     def analyze(self, ctx: AnalysisContext, judge_state: dict[str, Any]) -> StepVerdict:
         if self.before:

@@ -478,3 +478,14 @@ def test_a_resume_walks_the_journaled_steps_after_the_policy_was_edited(tmp_path
     assert max(stack.weights_seen()) == 40
     assert any("continues with the steps it began with: 10%, 20%, 30%, 40%" in m
                for m in messages)
+
+
+def test_a_query_prometheus_rejects_stops_the_rollout_before_any_change(tmp_path: Path) -> None:
+    # Issue 12 item 14: an unbalanced parenthesis deployed the canary, failed and rolled back.
+    from rollout.analysis import InvalidQuery
+
+    bad = ScriptedAnalysis(invalid=InvalidQuery("metric 'x': parse error", query="sum(x"))
+    driver, stack, _, journal = make(tmp_path, analysis=bad)
+    with pytest.raises(InvalidInput, match="parse error"):
+        driver.run("v2")
+    assert stack.ups == [] and journal.load() is None and stack.entries == base_config()
