@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rollout.errors import RolloutError
+from rollout.errors import Aborted, RolloutError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Canary releases for Kubernetes on the Pulumi Automation API.")
 lab_app = typer.Typer(no_args_is_help=True, help="The local lab: a real cluster and Prometheus.")
 app.add_typer(lab_app, name="lab")
@@ -454,8 +454,22 @@ def analyze(
     out.print(f"[{colour}]{result.summary}[/{colour}]")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The console entry point and the one error boundary: every exception leaves with the
+    README's exit code (a project error its own, anything unexpected 3) and a message."""
+    try:
+        app()
+    except RolloutError as err:
+        fail(err)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/red]")
+        sys.exit(Aborted.exit_code)
+    except Exception as err:  # noqa: BLE001 - the boundary: nothing leaves unmapped
+        console.print(f"[red]error:[/red] unexpected {type(err).__name__}: {err}")
+        console.print("  [bold]fix:[/bold] this is a bug or an environment problem the tool "
+                      "does not name yet; the message above says what failed")
+        sys.exit(3)
 
 
 if __name__ == "__main__":  # pragma: no cover
