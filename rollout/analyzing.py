@@ -14,6 +14,7 @@ from rollout.analysis import (
     InvalidQuery,
     JudgeState,
     MetricProvider,
+    Outcome,
     SequentialJudge,
     ThresholdJudge,
     Verdict,
@@ -24,6 +25,7 @@ from rollout.analysis import (
     sample,
 )
 from rollout.analysis.values import format_duration, parse_duration
+from rollout.errors import InfrastructureError
 from rollout.ports import AnalysisContext, StepVerdict
 
 _PASSED = {Decision.PASS: True, Decision.FAIL: False, Decision.INCONCLUSIVE: None}
@@ -160,6 +162,13 @@ class MetricAnalysis:
         verdict, after = judge_window(spec=self.spec, provider=self.provider,
                                       workloads=workloads, seconds=ctx.interval_seconds,
                                       end=at, state=JudgeState.from_dict(judge_state))
+        failed = verdict.failed_metrics
+        if failed and all(m.result is Outcome.ERROR for m in failed):
+            # Nothing was measured, so this is no verdict on the version: the driver reverts
+            # as an infrastructure failure (exit 3), which no release gate counts against it.
+            raise InfrastructureError(
+                "the metrics could not be read: " + "; ".join(m.reason for m in failed),
+                hint="check that Prometheus is up and reachable, then run the rollout again")
         return StepVerdict(
             passed=_PASSED[verdict.result], failed_checks=verdict.failed_checks,
             reason=verdict.reason, metrics=[m.to_dict() for m in verdict.metrics],

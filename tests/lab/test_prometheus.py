@@ -32,6 +32,7 @@ from rollout.analysis import (
 from rollout.analysis.counters import counter_queries
 from rollout.analyzing import MetricAnalysis
 from rollout.backtest import backtest, windows
+from rollout.errors import InfrastructureError
 from rollout.lab.lab import Lab
 from rollout.ports import AnalysisContext
 from tests.fake_prometheus import FakePrometheus
@@ -217,9 +218,11 @@ def test_prometheus_down_is_an_error_that_never_passes() -> None:
         measure(analysis=spec, provider=down, workloads=DOWN))
     assert verdict.result is Decision.FAIL
     assert verdict.metrics[0].result is Outcome.ERROR and verdict.metrics[0].failed
-    step = MetricAnalysis(spec=spec, provider=down).analyze(_context(DOWN), {})
-    assert step.passed is False and step.failed_checks == 1
-    assert "could not reach Prometheus" in step.reason and "gave up after 2" in step.reason
+    # In a rollout that is no verdict on the version but an infrastructure failure (exit 3).
+    with pytest.raises(InfrastructureError) as failed:
+        MetricAnalysis(spec=spec, provider=down).analyze(_context(DOWN), {})
+    assert "could not reach Prometheus" in failed.value.message
+    assert "gave up after 2" in failed.value.message
 
 
 def test_count_events_are_rate_times_window(

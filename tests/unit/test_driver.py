@@ -489,3 +489,21 @@ def test_a_query_prometheus_rejects_stops_the_rollout_before_any_change(tmp_path
     with pytest.raises(InvalidInput, match="parse error"):
         driver.run("v2")
     assert stack.ups == [] and journal.load() is None and stack.entries == base_config()
+
+
+def test_metrics_that_cannot_be_read_are_an_infrastructure_failure_not_a_verdict(
+    tmp_path: Path,
+) -> None:
+    # Issue 12 item 5: Prometheus unreachable during a step ended `rolled-back` (exit 1) and
+    # blocked the version on that stack.
+    def unreachable(n: int) -> None:
+        if n == 1:
+            raise InfrastructureError("the metrics could not be read: could not reach Prometheus")
+
+    driver, stack, _, journal = make(tmp_path, analysis=ScriptedAnalysis(before=unreachable))
+    state = driver.run("v2")
+    assert state.outcome is Outcome.INFRASTRUCTURE_FAILED
+    assert RolloutResult(outcome=str(state.outcome), phase=str(state.phase),
+                         reason=state.reason, state=state).exit_code == 3
+    assert stack.entries == base_config()
+    assert journal.history()[-1].outcome is Outcome.INFRASTRUCTURE_FAILED
