@@ -292,6 +292,7 @@ class Driver:
         if step.weight > state.weight:
             self._gate(state, "confirm-traffic-increase")
         state = self._save(state.moved(weight=step.weight))
+        self._canary_before_traffic(state)
         self.stack.set_config(self._desired(state))
         seconds = self._up(state, f"weight {step.weight}%", weight_only=True)
         return self._save(state.moved(step_applied=True,
@@ -364,13 +365,14 @@ class Driver:
 
     def _finalise(self, state: RolloutState) -> RolloutState:
         for weight in promotion_weights(self.policy, state.weight):
-            changes = {**self._desired(state.moved(weight=weight)),
-                       self.keys.stable_version: state.candidate}
-            if weight == 0:
-                changes[self.keys.canary_replicas] = "0"
-            self.stack.set_config(changes)
+            self.stack.set_config({**self._desired(state.moved(weight=weight)),
+                                   self.keys.stable_version: state.candidate})
             self._up(state, f"traffic back to primary (canary {weight}%)")
             state = self._save(state.moved(weight=weight))
+        # Only once no traffic goes to it: one up that did both could scale the canary down
+        # before the route changed, since Pulumi orders unrelated resources as it likes.
+        self.stack.set_config({self.keys.canary_replicas: "0"})
+        self._up(state, "canary scaled to 0")
         state = self._enter(state, Phase.SUCCEEDED, f"{state.candidate} promoted",
                             outcome=Outcome.PROMOTED,
                             reason=state.reason or f"{state.candidate} passed every step")
@@ -378,6 +380,12 @@ class Driver:
         return state
 
     def _roll_back(self, state: RolloutState) -> RolloutState:
+        weight = self.stack.config().get(self.keys.canary_weight)
+        if weight is not None and weight.value not in ("", "0"):
+            # Traffic first, pods after: one up doing both could remove the canary's pods
+            # while the route still sends it traffic.
+            self.stack.set_config({self.keys.canary_weight: "0"})
+            self._up(state, "all traffic back to the primary", weight_only=True)
         self.stack.restore_config(restored(state.last_good))
         self._up(state, "restore the last good config")
         live = self.readback.live()
@@ -427,6 +435,19 @@ class Driver:
                 retried = True
                 self._progress(state, f"pulumi up failed before changing anything; retrying "
                                       f"once: {failed.message}")
+
+    def _canary_before_traffic(self, state: RolloutState) -> None:
+        """Brings the canary's version and pods back first when the stack's config lacks them
+        (a resume from a fresh checkout): the route must never lead to a canary with no pods,
+        and the up that scales it waits for its pods to be ready."""
+        entries = self.stack.config()
+        desired = self._desired(state)
+        pods = {key: desired[key] for key in (self.keys.canary_version, self.keys.canary_replicas)
+                if (entries[key].value if key in entries else None) != desired[key]}
+        if pods:
+            self.stack.set_config(pods)
+            self._up(state, f"canary {state.candidate} back to {self._replicas(state)} pods "
+                            "before it takes traffic")
 
     def _replicas(self, state: RolloutState) -> int:
         return state.canary_replicas or self.target.canary_replicas

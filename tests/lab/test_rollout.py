@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -44,18 +45,39 @@ def test_a_failing_release_is_reverted_to_exactly_what_was_there(lab: Lab, tmp_p
         assert service.live() == live_before
 
 
-def test_a_driver_killed_mid_rollout_is_resumed_to_the_right_end(lab: Lab, tmp_path: Path
-                                                                 ) -> None:
+def test_a_driver_killed_mid_step_resumes_from_a_fresh_checkout_of_the_stack_file(
+    lab: Lab, tmp_path: Path
+) -> None:
+    # Issue 12 item 1: a pipeline re-run checks the stack file out fresh (canaryReplicas back
+    # at 0); resume then set only the weight, and live traffic went to a canary without pods.
     with deployed_service(lab, tmp_path) as service:
+        stack_file = service.project / "stacks" / f"Pulumi.{service.stack}.yaml"
+        committed = stack_file.read_text()
         first = service.cli("run", "--version", "v2")
-        service.wait_journal(lambda s: s["phase"] == "Progressing" and s["step_applied"])
+        service.wait_journal(lambda s: s["weight"] == 50 and not s["step_applied"])
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
         assert service.journal()["phase"] not in ("Succeeded", "Failed")
+        stack_file.write_text(committed)
+        seen: list[tuple[int | None, int | None]] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            readback = _readback(service)
+            while not stop.is_set():
+                live = readback.live()
+                seen.append((live.canary_weight, live.canary_replicas))
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         resumed = service.cli("resume", "--output", "json")
         out, err = resumed.communicate(timeout=300)
+        stop.set()
+        watcher.join(timeout=10)
         assert resumed.returncode == 0, err
         assert '"outcome": "promoted"' in out
+        assert seen and [s for s in seen if s[0] and not s[1]] == [], seen
         live = _readback(service).live()
         assert live.primary_version == "v2" and (live.primary_weight, live.canary_weight) == (
             100, 0)

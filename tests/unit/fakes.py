@@ -79,6 +79,28 @@ class FakeStack:
     def weights_seen(self) -> list[int]:
         return [int(u["config"].get("canaryWeight", "0")) for u in self.ups]
 
+    def unsafe_ups(self) -> list[tuple[dict[str, str], dict[str, str]]]:
+        """Ups that changed the canary's pods and its traffic at once, in the unsafe direction.
+
+        Pulumi may apply one update's resource changes in any order, so an up that scales the
+        canary to 0 while traffic still goes to it (or sends traffic to a canary it only now
+        scales up) can route requests to no pods."""
+        def pods(config: dict[str, str]) -> tuple[str, int]:
+            return config.get("canaryVersion", ""), int(config.get("canaryReplicas", "0") or 0)
+
+        def weight(config: dict[str, str]) -> int:
+            return int(config.get("canaryWeight", "0") or 0)
+
+        found = []
+        before = self.plain() if not self.ups else None
+        previous = self.ups[0]["config"] if self.ups else before
+        for up in self.ups[1:]:
+            config = up["config"]
+            if pods(config) != pods(previous) and (weight(previous) or weight(config)):
+                found.append((previous, config))
+            previous = config
+        return found
+
 
 class FailingUp(StackError):
     def __init__(self, message: str = "the canary Deployment did not become available", *,

@@ -56,7 +56,8 @@ def test_a_good_release_walks_every_step_and_is_promoted(tmp_path: Path) -> None
     driver, stack, analysis, journal = make(tmp_path)
     state = driver.run("v2")
     assert state.outcome is Outcome.PROMOTED and state.phase is Phase.SUCCEEDED
-    assert stack.weights_seen() == [0, 20, 40, 60, 60, 0]
+    assert stack.weights_seen() == [0, 20, 40, 60, 60, 0, 0]
+    assert stack.unsafe_ups() == []
     assert [c.weight for c in analysis.calls] == [20, 40, 60]
     final = stack.applied
     assert final["stableVersion"] == "v2" and final["canaryWeight"] == "0"
@@ -73,6 +74,7 @@ def test_a_failing_metric_reverts_the_stack_exactly(tmp_path: Path) -> None:
     assert "below the minimum 99%" in state.reason
     assert stack.entries == before
     assert stack.applied == {k.split(":", 1)[1]: e.value for k, e in before.items()}
+    assert stack.unsafe_ups() == [], "traffic leaves the canary before its pods do"
 
 
 def test_failed_checks_accumulate_to_the_threshold(tmp_path: Path) -> None:
@@ -401,11 +403,11 @@ def test_a_resume_from_a_fresh_checkout_applies_the_whole_canary_state(tmp_path:
     _killed_mid_step(journal)
     state = driver.resume()
     assert state.outcome is Outcome.PROMOTED
-    first = stack.ups[0]["config"]
-    assert (first["canaryWeight"], first["canaryReplicas"], first["canaryVersion"]) == (
-        "40", "1", "v2")
-    assert all(u["config"]["canaryReplicas"] == "1" for u in stack.ups
-               if u["config"]["canaryWeight"] != "0")
+    pods, step = stack.ups[0]["config"], stack.ups[1]["config"]
+    assert (pods.get("canaryWeight", "0"), pods["canaryReplicas"], pods["canaryVersion"]) == (
+        "0", "1", "v2"), "the canary's pods come back before it takes traffic"
+    assert (step["canaryWeight"], step["canaryReplicas"]) == ("40", "1")
+    assert stack.unsafe_ups() == []
 
 
 def test_a_resume_refuses_config_the_journal_cannot_explain(tmp_path: Path) -> None:
