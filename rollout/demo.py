@@ -34,6 +34,8 @@ class DemoRun:
 
     @property
     def as_expected(self) -> bool:
+        # `rolled-back` is only ever a verdict from the metrics (or a hook): an unreachable
+        # Prometheus ends `infrastructure-failed`, so the demo cannot pass for the wrong reason.
         return self.result.outcome == self.expected
 
 
@@ -87,6 +89,12 @@ def run_demo(*, progress: Progress, say: Any = print, rps: float = 20.0,
     say(f"traffic: {rps:g} requests/s through the lab data plane at {traffic.url}")
     wait_for_series(lab.prometheus_url, workload=f"{settings.app}-primary",
                     namespace=settings.namespace)
+    orphan = rollouts.status()
+    if orphan is not None and not orphan.phase.terminal:
+        say(f"found the unfinished rollout of {orphan.candidate} from an interrupted demo "
+            f"({orphan.phase}, canary at {orphan.weight}%); reverting it first, so this demo "
+            "starts from the stable version")
+        rollouts.abort("the demo started again")
     runs = []
     for version, expected in (("v2", "promoted"), ("v3", "rolled-back")):
         say(f"rolling out {version} (expected: {expected})")
