@@ -43,6 +43,13 @@ class GateNotMet(RolloutError):
         self.check = check
 
 
+class TargetBusy(GateNotMet):
+    """The target has an unfinished rollout: an infrastructure state, not a verdict (exit 3),
+    like a second driver on the same stack."""
+
+    exit_code = 3
+
+
 # -- the gate policy: `canary-service:promotion` of the target stack ------------------------
 
 
@@ -430,9 +437,16 @@ class Release:
         if check.up_to_date:
             return ReleaseResult(check, None)
         if not check.ready:
-            raise GateNotMet(check)
+            busy = any(gate.name == "target-idle" for gate in check.unmet)
+            raise TargetBusy(check) if busy else GateNotMet(check)
         assert check.version is not None  # source-succeeded passed
-        result = self.target.run(check.version)
+        try:
+            result = self.target.run(check.version)
+        except RolloutError as err:
+            # The audit line is written however the release ends.
+            append_release_log(self.target.journal.directory, check,
+                               f"error (exit {err.exit_code}): {err.message}", force=force)
+            raise
         append_release_log(self.target.journal.directory, check, result.outcome, force=force)
         return ReleaseResult(check, result)
 

@@ -11,7 +11,7 @@ import pytest
 from infra.settings import load_settings
 from rollout.api import RolloutResult
 from rollout.environments import ordered, predecessors, stack_files
-from rollout.errors import InvalidInput
+from rollout.errors import Aborted, InvalidInput
 from rollout.promotion import (
     GATES,
     Approvals,
@@ -252,6 +252,31 @@ def test_a_ready_release_rolls_the_exact_version_out_and_logs_it(tmp_path: Path)
     assert result.to_dict()["gates"][0]["name"] == "source-succeeded"
     log = (tmp_path / "prod.releases.jsonl").read_text()
     assert '"forced": true' in log and '"version": "v2"' in log
+
+
+def test_a_target_with_an_unfinished_rollout_is_busy_exit_3(tmp_path: Path) -> None:
+    # Issue 12 item 10: it exited 5 ("gate not met"), as if the version were at fault.
+    from rollout.promotion import TargetBusy
+
+    release, target = fake_release(tmp_path)
+    running = replace(finished("v9", Outcome.PROMOTED, at=NOW), phase=Phase.PROGRESSING,
+                      outcome=None, weight=20)
+    with pytest.raises(TargetBusy) as busy:
+        release.apply(check(target=prod(current=running)))
+    assert busy.value.exit_code == 3 and target.runs == []
+
+
+def test_a_release_that_fails_or_is_aborted_is_still_in_the_audit_log(tmp_path: Path) -> None:
+    release, target = fake_release(tmp_path)
+
+    def interrupted(version: str) -> RolloutResult:
+        raise Aborted("stopped by signal; rollout left at Progressing")
+
+    target.run = interrupted  # type: ignore[method-assign]
+    with pytest.raises(Aborted):
+        release.apply(check())
+    (line,) = (tmp_path / "prod.releases.jsonl").read_text().splitlines()
+    assert '"outcome": "error (exit 4): stopped by signal' in line
 
 
 def test_an_up_to_date_target_is_nothing_to_do(tmp_path: Path) -> None:
