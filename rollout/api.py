@@ -109,11 +109,13 @@ class Rollouts:
             spec = analysis_spec(policy)
             metric = MetricAnalysis(spec=spec, provider=provider_for(spec.provider))
         env = engine_environment()
+        context = self.adapter.config().get("kubernetes:context")
         return Driver(
             stack=self.adapter,
             analysis=metric,  # type: ignore[arg-type]  # unused when skipAnalysis
             readback=ClusterReadback(app=settings.app, namespace=settings.namespace,
-                                     router=settings.router, kubeconfig=env["KUBECONFIG"]),
+                                     router=settings.router, kubeconfig=env["KUBECONFIG"],
+                                     context=context.value if context else None),
             journal=self.journal,
             webhooks=WebhookCaller(policy.webhooks),
             notifier=notifier_from_env(policy.slack_webhook_env),

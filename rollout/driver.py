@@ -390,8 +390,10 @@ class Driver:
         self._up(state, "restore the last good config")
         live = self.readback.live()
         problems = []
-        if (live.primary_weight, live.canary_weight) not in ((100, 0), (None, None)):
-            problems.append(f"live weights are {live.primary_weight}/{live.canary_weight}")
+        if (live.primary_weight, live.canary_weight) != (100, 0):
+            # Unknown weights are not a revert that worked: say what was found.
+            problems.append(f"live weights are {live.primary_weight}/{live.canary_weight} "
+                            "(primary/canary)")
         if live.primary_version not in (None, state.stable):
             problems.append(f"primary runs {live.primary_version}, not {state.stable}")
         if problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -33,23 +34,34 @@ def _route_weights(route: dict[str, Any], router: str, app: str) -> tuple[int | 
 
 class ClusterReadback:
     def __init__(self, *, app: str, namespace: str, router: str,
-                 kubeconfig: str | None = None) -> None:
+                 kubeconfig: str | None = None, context: str | None = None,
+                 timeout: float = 15.0) -> None:
         self.app, self.namespace, self.router = app, namespace, router
-        self._api = config.new_client_from_config(config_file=kubeconfig)
+        # The stack's own `kubernetes:context` when it sets one, so the check reads the
+        # cluster Pulumi deployed to, not whatever the kubeconfig's current context is.
+        self._api = config.new_client_from_config(config_file=kubeconfig, context=context)
+        self._timeout = timeout
 
     def live(self) -> LiveView:
         try:
             group, version, plural = ROUTES[self.router]
             route = client.CustomObjectsApi(self._api).get_namespaced_custom_object(
-                group, version, self.namespace, plural, self.app)
+                group, version, self.namespace, plural, self.app,
+                _request_timeout=self._timeout)
             primary_weight, canary_weight = _route_weights(route, self.router, self.app)
             apps = client.AppsV1Api(self._api)
-            primary = apps.read_namespaced_deployment(f"{self.app}-primary", self.namespace)
-            canary = apps.read_namespaced_deployment(f"{self.app}-canary", self.namespace)
+            primary = apps.read_namespaced_deployment(f"{self.app}-primary", self.namespace,
+                                                      _request_timeout=self._timeout)
+            canary = apps.read_namespaced_deployment(f"{self.app}-canary", self.namespace,
+                                                     _request_timeout=self._timeout)
         except ApiException as err:
             raise InfrastructureError(
                 f"could not read {self.app}'s live objects in namespace {self.namespace}: "
                 f"{err.status} {err.reason}") from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise InfrastructureError(
+                f"could not reach the cluster to read {self.app}'s live objects: {err}",
+                hint="check the API server and the stack's kubeconfig/context") from err
         labels = primary.spec.template.metadata.labels or {}
         return LiveView(
             primary_weight=primary_weight, canary_weight=canary_weight,

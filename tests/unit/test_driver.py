@@ -509,3 +509,18 @@ def test_metrics_that_cannot_be_read_are_an_infrastructure_failure_not_a_verdict
                          reason=state.reason, state=state).exit_code == 3
     assert stack.entries == base_config()
     assert journal.history()[-1].outcome is Outcome.INFRASTRUCTURE_FAILED
+
+
+def test_a_revert_whose_live_weights_cannot_be_read_is_not_called_done(tmp_path: Path) -> None:
+    # Issue 12 item 11: the post-revert check accepted unknown weights.
+    from rollout.ports import LiveView
+
+    class NoRoute(FakeReadback):
+        def live(self) -> LiveView:
+            return LiveView(None, None, "v1", 0)
+
+    driver, stack, _, journal = make(tmp_path, analysis=ScriptedAnalysis([False]))
+    driver.readback = NoRoute(stack)
+    with pytest.raises(InfrastructureError, match="live weights are None/None"):
+        driver.run("v3")
+    assert journal.load().phase is Phase.ROLLING_BACK
