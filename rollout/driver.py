@@ -347,11 +347,15 @@ class Driver:
         if step.pause_seconds:
             self._wait(state, step.pause_seconds)
             return state
+        deadline = self.clock.now() + self.policy.pause_timeout_seconds
         while True:
             approvals = self._pending(state, ("approve",))
             if approvals:
                 state = self._handled(state, approvals[0])
                 return self._save(state.with_event("approved"))
+            if self.clock.now() >= deadline:
+                raise _Rollback(f"nobody approved the pause at {step.weight}% within "
+                                f"pauseTimeout {self.policy.pause_timeout}", Outcome.ABORTED)
             self._wait(state, min(self.policy.interval_seconds, 1.0))
 
     def _await_promotion(self, state: RolloutState) -> RolloutState:
@@ -464,11 +468,15 @@ class Driver:
         }
 
     def _gate(self, state: RolloutState, hook_type: HookType) -> None:
+        deadline = self.clock.now() + self.policy.gate_timeout_seconds
         while True:
             ok, results = self.webhooks.all_pass(hook_type, self._payload(state))
             if ok:
                 return
             self._progress(state, "; ".join(r.message for r in results if not r.ok))
+            if self.clock.now() >= deadline:
+                raise _Rollback(f"the {hook_type} gate did not pass within gateTimeout "
+                                f"{self.policy.gate_timeout}", Outcome.ABORTED)
             self._wait(state, self.policy.interval_seconds)
 
     def _rollback_requested(self, state: RolloutState) -> bool:

@@ -180,6 +180,10 @@ class Policy(_Model):
     pauses: list[Pause] = Field(default_factory=list)
     canary_replicas: int | None = Field(default=None, alias="canaryReplicas", ge=1)
     ready_timeout: str = Field(default="5m", alias="readyTimeout")
+    # How long a confirm-* gate may keep answering no, and a manual pause wait for
+    # `rollout approve`, before the rollout is reverted (outcome aborted: no verdict).
+    gate_timeout: str = Field(default="1h", alias="gateTimeout")
+    pause_timeout: str = Field(default="24h", alias="pauseTimeout")
     skip_analysis: bool = Field(default=False, alias="skipAnalysis")
     # What an interval without data counts as (never a pass), and how many inconclusive
     # intervals in a row a step may wait through before each further one counts as failed.
@@ -194,7 +198,8 @@ class Policy(_Model):
     webhooks: list[Webhook] = Field(default_factory=list)
     slack_webhook_env: EnvName | None = Field(default=None, alias="slackWebhookEnv")
 
-    _intervals = field_validator("interval", "ready_timeout")(lambda v: _duration(v))
+    _intervals = field_validator("interval", "ready_timeout", "gate_timeout",
+                                 "pause_timeout")(lambda v: _duration(v))
 
     @field_validator("step_weights")
     @classmethod
@@ -220,6 +225,14 @@ class Policy(_Model):
     @property
     def interval_seconds(self) -> float:
         return parse_duration(self.interval)
+
+    @property
+    def gate_timeout_seconds(self) -> float:
+        return parse_duration(self.gate_timeout)
+
+    @property
+    def pause_timeout_seconds(self) -> float:
+        return parse_duration(self.pause_timeout)
 
     @property
     def ready_timeout_seconds(self) -> float:

@@ -524,3 +524,26 @@ def test_a_revert_whose_live_weights_cannot_be_read_is_not_called_done(tmp_path:
     with pytest.raises(InfrastructureError, match="live weights are None/None"):
         driver.run("v3")
     assert journal.load().phase is Phase.ROLLING_BACK
+
+
+def test_a_manual_pause_nobody_approves_reverts_at_its_deadline(tmp_path: Path) -> None:
+    # Issue 12 item 11: gates and manual pauses could wait forever.
+    clock = FakeClock()
+    driver, stack, _, _ = make(tmp_path, clock=clock, policy={
+        "interval": "10s", "stepWeights": [10, 50], "pauses": [{"weight": 10}],
+        "pauseTimeout": "2h"})
+    state = driver.run("v2")
+    assert state.outcome is Outcome.ABORTED and "within pauseTimeout 2h" in state.reason
+    assert 7200 <= clock.slept < 7300 and stack.entries == base_config()
+
+
+def test_a_gate_that_keeps_saying_no_reverts_at_its_deadline(tmp_path: Path) -> None:
+    clock = FakeClock()
+    hooks = _hooks(lambda request: httpx.Response(403),
+                   [{"name": "gate", "type": "confirm-promotion", "url": "http://gate/"}])
+    driver, stack, _, _ = make(tmp_path, clock=clock, hooks=hooks, policy={
+        "interval": "10s", "stepWeight": 50, "maxWeight": 50, "gateTimeout": "5m"})
+    state = driver.run("v2")
+    assert state.outcome is Outcome.ABORTED
+    assert "confirm-promotion gate did not pass within gateTimeout 5m" in state.reason
+    assert stack.entries == base_config()
