@@ -162,3 +162,12 @@ def test_judge_state_round_trips_and_reads_the_older_journal_shape() -> None:
     assert JudgeState.from_dict(state.to_dict()) == state
     older = {"errors": [EventCounts(100, 1, 900, 9, "1m").to_dict()]}
     assert JudgeState.from_dict(older) == state
+
+
+def test_overwhelming_evidence_fails_the_canary_rather_than_overflowing() -> None:
+    # Found by `rollout plan`: exp() of one interval's evidence raised OverflowError, so a live
+    # rollout stopped with exit 3 and left the bad canary at its weight.
+    _, verdict = SequentialJudge().judge(
+        state=JudgeState(), observations={"errors": EventCounts(1200, 400, 10800, 54, "1m")})
+    assert verdict.result is Decision.FAIL and verdict.final
+    assert verdict.metrics[0].p_value is not None and verdict.metrics[0].p_value < 1e-100

@@ -147,8 +147,8 @@ class SequentialJudge:
         log_evidence = running_log_evidence(
             history, log_ratios=self._log_ratios, log_weights=self._log_weights
         )
-        evidence = math.exp(float(log_evidence[-1]))
-        best = math.exp(float(log_evidence.max()))
+        evidence = _exp(float(log_evidence[-1]))
+        best = _exp(float(log_evidence.max()))
         proven = best >= self.bar
         return state, MetricVerdict(
             metric=kind,
@@ -189,6 +189,12 @@ class SequentialJudge:
                 f"so the canary's {rate} is higher (alpha {self._alpha:g})"
             )
         return f"{facts}; evidence {show(evidence)} of the {show(self.bar)} needed to fail it"
+
+
+def _exp(log_value: float) -> float:
+    # Overwhelming evidence (a log above ~709) would overflow a float; it is capped instead,
+    # far above any bar.
+    return math.exp(min(log_value, 700.0))
 
 
 def _missing(counts: EventCounts) -> str | None:
