@@ -57,7 +57,7 @@ def judge_window(*, spec: AnalysisSpec, provider: MetricProvider, workloads: Wor
     else:
         verdict, state = _comparative(spec, provider, workloads, seconds=seconds, end=stop,
                                       state=state)
-    return _guarded(verdict, spec, provider, workloads, end=stop), state
+    return guarded(verdict, spec, provider, workloads, end=stop), state
 
 
 def _sequential(spec: AnalysisSpec, provider: MetricProvider, workloads: Workloads, *,
@@ -105,7 +105,7 @@ def _comparative(spec: AnalysisSpec, provider: MetricProvider, workloads: Worklo
     return judge.judge(measurements), state
 
 
-def _guarded(verdict: Verdict, spec: AnalysisSpec, provider: MetricProvider,
+def guarded(verdict: Verdict, spec: AnalysisSpec, provider: MetricProvider,
              workloads: Workloads, *, end: datetime) -> Verdict:
     """A relative verdict with each thresholdRange checked on its own: 50% 5xx on both sides
     is no regression, but it is no release either."""
