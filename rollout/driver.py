@@ -6,7 +6,9 @@ is idempotent, so a driver killed anywhere resumes by redoing the action of its 
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +61,20 @@ class _Rollback(Exception):
         self.outcome = outcome
 
 
+def _this_driver() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class _PromoteNow(Exception):
     """A person asked to promote now, skipping the remaining steps."""
 
@@ -82,6 +98,7 @@ class Driver:
         self.targeted_steps = targeted_steps
         self._signal: int | None = None
         self._ignored: set[str] = set()
+        self._orphaned_up = ""
 
     # -- entry points -----------------------------------------------------------------
 
@@ -98,6 +115,7 @@ class Driver:
                     )
                 self._journaled_schedule(existing)
                 self._reconcile(existing)
+                self._adopt(existing)
                 return self._drive(existing.with_event("resumed by run"))
             if not self.policy.skip_analysis and candidate != self.target.stable_version:
                 # A query Prometheus cannot parse is a config error: found before any change.
@@ -113,6 +131,7 @@ class Driver:
             state = self._unfinished()
             self._journaled_schedule(state)
             self._reconcile(state)
+            self._adopt(state)
             return self._drive(state.with_event("resumed"))
 
     def abort(self, reason: str = "aborted by a person") -> RolloutState:
@@ -121,12 +140,18 @@ class Driver:
             self._archive_missing()
             state = self._unfinished()
             self._journaled_schedule(state)
+            self._adopt(state)
             if state.phase is Phase.ROLLING_BACK:
                 # Finishing a revert that was already under way: its cause stays the outcome.
                 return self._drive(state.with_event(f"revert continued: {reason}"))
             state = self._enter(state, Phase.ROLLING_BACK, reason, reason=reason,
                                 outcome=Outcome.ABORTED)
             return self._drive(state)
+
+    def _adopt(self, state: RolloutState) -> None:
+        """Notes the update a killed driver left in flight (see `_orphaned_lock`)."""
+        if state.up_in_flight and state.up_in_flight != _this_driver():
+            self._orphaned_up = state.up_in_flight
 
     def _archive_missing(self) -> None:
         found = self.journal.archive_if_missing()
@@ -418,12 +443,15 @@ class Driver:
         if weight_only and self.targeted_steps:
             targets = self.stack.resource_urns(types=ROUTER_TYPES) or None
         self._progress(state, f"pulumi up: {what}")
+        # Recorded so that a driver resuming after this one was killed knows whose lock it is.
+        self.journal.save((self.journal.load() or state).moved(up_in_flight=_this_driver()))
         waited = 0.0
         retried = False
         while True:
             started = time.monotonic()
             try:
                 self.stack.up(targets=targets, message=f"rollout {state.rollout_id}: {what}")
+                self.journal.save((self.journal.load() or state).moved(up_in_flight=""))
                 return time.monotonic() - started
             except StackLocked:
                 # A killed driver's update may still be finishing, or left a stale lock.
@@ -431,6 +459,8 @@ class Driver:
                     self._progress(state, "cleared a stale Pulumi lock left by a dead process")
                     continue
                 if waited >= LOCK_WAIT_SECONDS:
+                    if self._orphaned_lock(state):
+                        continue
                     raise
                 self.clock.sleep(2.0)
                 waited += 2.0
@@ -441,6 +471,21 @@ class Driver:
                 retried = True
                 self._progress(state, f"pulumi up failed before changing anything; retrying "
                                       f"once: {failed.message}")
+
+    def _orphaned_lock(self, state: RolloutState) -> bool:
+        """Cancels a lock that outlived the wait when the journal shows it is this rollout's
+        own update, started by a driver that is dead on this host: evidence, not a guess,
+        and the same on every backend. Anything else is left alone."""
+        owner, self._orphaned_up = self._orphaned_up, ""
+        if not owner:
+            return False
+        host, _, pid = owner.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            return False
+        self.stack.cancel()
+        self._progress(state, f"cancelled the Pulumi update of driver {owner}, killed during "
+                              "it: its lock outlived the wait")
+        return True
 
     def _canary_before_traffic(self, state: RolloutState) -> None:
         """Brings the canary's version and pods back first when the stack's config lacks them

@@ -65,6 +65,8 @@ class RolloutState:
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     driver_pid: int | None = None
+    # "<host>:<pid>" of the driver whose `pulumi up` is running, "" when none is.
+    up_in_flight: str = ""
 
     def moved(self, **changes: Any) -> RolloutState:
         return replace(self, updated_at=time.time(), **changes)

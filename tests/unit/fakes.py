@@ -70,6 +70,9 @@ class FakeStack:
         return ["urn:pulumi:lab::canary-service::kubernetes:networking.istio.io/v1:"
                 "VirtualService::demo"]
 
+    def cancel(self) -> None:
+        self.cancelled = getattr(self, "cancelled", 0) + 1
+
     def clear_stale_lock(self) -> bool:
         self.cleared_locks = getattr(self, "cleared_locks", 0) + 1
         return self.stale_lock

@@ -547,3 +547,39 @@ def test_a_gate_that_keeps_saying_no_reverts_at_its_deadline(tmp_path: Path) -> 
     assert state.outcome is Outcome.ABORTED
     assert "confirm-promotion gate did not pass within gateTimeout 5m" in state.reason
     assert stack.entries == base_config()
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize(("owner", "cancelled"), [("this-host", True), ("other-host", False)])
+def test_a_lock_left_by_this_rollouts_killed_driver_is_cancelled_on_any_backend(
+    tmp_path: Path, owner: str, cancelled: bool
+) -> None:
+    # Issue 12 item 12: only file backends had their stale locks cleared; elsewhere a resume
+    # waited 120 s and reverted. Only a lock the journal shows is ours, held for a dead driver
+    # on this host, is cancelled; never one of unknown origin.
+    import dataclasses
+    import socket
+
+    from rollout.errors import StackLocked
+
+    stack = FakeStack(fail_when=lambda cfg, n: None if getattr(stack, "cancelled", 0)
+                      else StackLocked("stack lab is locked by another update"))
+    driver, stack, _, journal = make(tmp_path, stack=stack)
+    _killed_mid_step(journal)
+    host = socket.gethostname() if owner == "this-host" else "ci-runner-7"
+    journal.save(dataclasses.replace(journal.load(), up_in_flight=f"{host}:{_dead_pid()}"))
+    if cancelled:
+        assert driver.resume().outcome is Outcome.PROMOTED
+        assert stack.cancelled == 1
+    else:
+        with pytest.raises(StackLocked):
+            driver.resume()
+        assert getattr(stack, "cancelled", 0) == 0
