@@ -20,10 +20,10 @@ from rollout.analysis import (
     Decision,
     EventCounts,
     JudgeSpec,
+    JudgeState,
     Measurement,
     MetricSpec,
     SequentialJudge,
-    JudgeState,
     ThresholdJudge,
 )
 
