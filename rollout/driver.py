@@ -30,6 +30,7 @@ from rollout.journal import Journal
 from rollout.notify import Notifier
 from rollout.policy import HookType, Policy
 from rollout.ports import AnalysisContext, AnalysisPort, Clock, ReadbackPort, StackPort
+from rollout.processes import alive
 from rollout.schedule import Step, build_schedule, promotion_weights
 from rollout.stackconfig import Keys, captured, restored
 from rollout.state import Outcome, Phase, RolloutState
@@ -63,16 +64,6 @@ class _Rollback(Exception):
 
 def _this_driver() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _PromoteNow(Exception):
@@ -480,7 +471,7 @@ class Driver:
         if not owner:
             return False
         host, _, pid = owner.rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+        if host != socket.gethostname() or not pid.isdigit() or alive(int(pid)):
             return False
         self.stack.cancel()
         self._progress(state, f"cancelled the Pulumi update of driver {owner}, killed during "

@@ -13,7 +13,6 @@ ports failed at once with "Resource monitor has terminated" (issue 10).
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 from pulumi import automation as auto
 
 from rollout.errors import InvalidInput, StackError, StackLocked
+from rollout.processes import alive
 from rollout.stack_data import ConfigEntry, UpSummary
 
 STACK_NAME = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
@@ -172,7 +172,7 @@ class StackAdapter:
         if not holders:
             return False
         host = socket.gethostname()
-        if any(h.get("hostname") != host or _alive(int(h.get("pid", 0))) for h in holders):
+        if any(h.get("hostname") != host or alive(int(h.get("pid", 0))) for h in holders):
             return False
         self.cancel()
         return True
@@ -299,18 +299,6 @@ def engine_errors(output: str, *, limit: int = 600) -> list[str]:
 
 def _plain(text: str) -> str:
     return _ANSI.sub("", text)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _tail(text: str, lines: int = 25) -> str:
