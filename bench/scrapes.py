@@ -35,6 +35,7 @@ GRID_S = 15.0
 LEAD_S = 60.0  # data before the canary gets its weight: the primary's counters already run
 PRIMARY_PODS = 1
 MISSED_SCRAPES = 0.03
+# Envoy's and Prometheus 2's spelling of the bounds: "100", "0.5", "1.8e+06", "+Inf".
 LE = tuple("+Inf" if math.isinf(b) else f"{b:g}" for b in ISTIO_BUCKETS_MS)
 
 
