@@ -32,6 +32,7 @@ from rollout.policy import HookType, Policy
 from rollout.ports import AnalysisContext, AnalysisPort, Clock, ReadbackPort, StackPort
 from rollout.processes import alive
 from rollout.schedule import Step, build_schedule, promotion_weights
+from rollout.stack_data import ConfigEntry, UpSummary
 from rollout.stackconfig import Keys, captured, restored
 from rollout.state import Outcome, Phase, RolloutState
 from rollout.webhooks import WebhookCaller
@@ -66,6 +67,36 @@ def _this_driver() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class _Deadline:
+    """Calls `expire` once `seconds` have passed inside the `with` block (None: never)."""
+
+    def __init__(self, seconds: float | None, expire: Callable[[], object]) -> None:
+        self.seconds, self._expire = seconds, expire
+        self.expired = False
+        self._timer: threading.Timer | None = None
+
+    def _fire(self) -> None:
+        self.expired = True
+        self._expire()
+
+    def __enter__(self) -> _Deadline:
+        if self.seconds is not None:
+            self._timer = threading.Timer(self.seconds, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _changes(summary: UpSummary) -> str:
+    """Pulumi's change summary in words: "1 update, 6 same"."""
+    counts = {op: n for op, n in sorted(summary.changes.items()) if n}
+    return ", ".join(f"{n} {op}" for op, n in counts.items()) or "no changes"
+
+
 class _PromoteNow(Exception):
     """A person asked to promote now, skipping the remaining steps."""
 
@@ -88,8 +119,13 @@ class Driver:
         self.leave_paused = leave_paused
         self.targeted_steps = targeted_steps
         self._signal: int | None = None
+        self._signals_seen = 0
+        self._up_running = False
+        self._up_cancelled = False
+        self._reverting = False
         self._ignored: set[str] = set()
         self._orphaned_up = ""
+        self._notes: list[dict[str, Any]] = []
 
     # -- entry points -----------------------------------------------------------------
 
@@ -222,8 +258,33 @@ class Driver:
                                 reason=f"{candidate} is already the stable version")
             self._progress(state, state.reason)
             return state
+        self._require_idle(entries)
         return self._enter(state, Phase.INITIALIZING,
                            f"rollout of {candidate} started (stable {state.stable})")
+
+    def _require_idle(self, entries: dict[str, ConfigEntry]) -> None:
+        """The config captured now is what a revert brings back, so the stack must be at
+        rest: no canary traffic or pods in its config, and none live (a hand step left
+        half-way would otherwise become the "last good" state)."""
+        off = []
+        for key in (self.keys.canary_weight, self.keys.canary_replicas):
+            value = entries[key].value if key in entries else ""
+            if value.strip() not in ("", "0"):
+                off.append(f"{key} is {value!r}, not 0")
+        live = self.readback.live()
+        weights = (live.primary_weight, live.canary_weight)
+        if weights not in ((100, 0), (None, None)):
+            off.append(f"the live weights are {weights[0]}/{weights[1]} (primary/canary), "
+                       "not 100/0")
+        if live.canary_replicas:
+            off.append(f"the live canary Deployment has {live.canary_replicas} replicas, not 0")
+        if off:
+            raise InvalidInput(
+                f"stack {self.stack_name} is not idle, so its config cannot be taken as the "
+                "last good state: " + "; ".join(off),
+                hint="set canaryWeight and canaryReplicas to 0 (or remove them) and run "
+                     "`pulumi up`, or finish the rollout that left them so",
+            )
 
     def _drive(self, state: RolloutState) -> RolloutState:
         handlers: dict[Phase, Callable[[RolloutState], RolloutState]] = {
@@ -251,7 +312,8 @@ class Driver:
         if isinstance(interruption, _PromoteNow):
             # Skips the remaining steps, never the confirm-promotion gate.
             return self._enter(state, Phase.WAITING_PROMOTION, "promote now, asked by a person",
-                               reason="promoted by a person before the last step")
+                               reason="promoted by a person before the last step",
+                               wait_deadline=0.0)
         if isinstance(interruption, _Stop):
             self._save(state.with_event("left paused by signal"))
             raise Aborted(f"stopped by signal; rollout left at {state.phase}",
@@ -272,7 +334,7 @@ class Driver:
     # -- phases -----------------------------------------------------------------------
 
     def _initialize(self, state: RolloutState) -> RolloutState:
-        self._gate(state, "confirm-rollout")
+        state = self._gate(state, "confirm-rollout")
         ok, results = self.webhooks.all_pass("pre-rollout", self._payload(state))
         if not ok:
             failed = sum(not r.ok for r in results)
@@ -282,7 +344,8 @@ class Driver:
                 raise _Rollback("pre-rollout hook failed: "
                                 + "; ".join(r.message for r in results if not r.ok))
         self.stack.set_config(self._desired(state.moved(weight=0)))
-        self._up(state, f"canary {state.candidate} scaled to {self._replicas(state)}")
+        self._up(state, f"canary {state.candidate} scaled to {self._replicas(state)}",
+                 awaits_pods=True)
         return self._enter(state, Phase.PROGRESSING, f"canary {state.candidate} is ready",
                            step=0, weight=0, step_applied=False)
 
@@ -306,7 +369,7 @@ class Driver:
 
     def _apply_step(self, state: RolloutState, step: Step) -> RolloutState:
         if step.weight > state.weight:
-            self._gate(state, "confirm-traffic-increase")
+            state = self._gate(state, "confirm-traffic-increase")
         state = self._save(state.moved(weight=step.weight))
         self._canary_before_traffic(state)
         self.stack.set_config(self._desired(state))
@@ -319,9 +382,16 @@ class Driver:
     def _next_step(self, state: RolloutState) -> RolloutState:
         if state.step + 1 >= len(self.schedule):
             return self._enter(state, Phase.WAITING_PROMOTION, "all steps passed",
-                               step_applied=True)
+                               step_applied=True, wait_deadline=0.0)
         return self._enter(state, Phase.PROGRESSING, f"step {state.step + 2}",
-                           step=state.step + 1, step_applied=False)
+                           step=state.step + 1, step_applied=False, wait_deadline=0.0)
+
+    def _deadline(self, state: RolloutState, seconds: float) -> tuple[RolloutState, float]:
+        """The end of the current wait: journaled when it starts, so a resume keeps it."""
+        if state.wait_deadline:
+            return state, state.wait_deadline
+        deadline = self.clock.now() + seconds
+        return self._save(state.moved(wait_deadline=deadline)), deadline
 
     def _analyse(self, state: RolloutState) -> RolloutState:
         if self._rollback_requested(state):
@@ -360,10 +430,11 @@ class Driver:
         return state
 
     def _pause(self, state: RolloutState, step: Step) -> RolloutState:
+        state, deadline = self._deadline(state, step.pause_seconds
+                                         or self.policy.pause_timeout_seconds)
         if step.pause_seconds:
-            self._wait(state, step.pause_seconds)
+            self._wait(state, deadline - self.clock.now())
             return state
-        deadline = self.clock.now() + self.policy.pause_timeout_seconds
         while True:
             approvals = self._pending(state, ("approve",))
             if approvals:
@@ -375,7 +446,7 @@ class Driver:
             self._wait(state, min(self.policy.interval_seconds, 1.0))
 
     def _await_promotion(self, state: RolloutState) -> RolloutState:
-        self._gate(state, "confirm-promotion")
+        state = self._gate(state, "confirm-promotion")
         return self._enter(state, Phase.PROMOTING, f"promoting {state.candidate}")
 
     def _promote(self, state: RolloutState) -> RolloutState:
@@ -391,7 +462,11 @@ class Driver:
             state = self._save(state.moved(weight=weight))
         # Only once no traffic goes to it: one up that did both could scale the canary down
         # before the route changed, since Pulumi orders unrelated resources as it likes.
-        self.stack.set_config({self.keys.canary_replicas: "0"})
+        # The canary's keys go back as they were before the rollout (idle: no pods, no
+        # traffic), so the stack file's only change is the `stableVersion` line.
+        before = restored(state.last_good)
+        self.stack.restore_config({key: before.get(key) for key in self.keys.owned
+                                   if key != self.keys.stable_version})
         self._up(state, "canary scaled to 0")
         state = self._enter(state, Phase.SUCCEEDED, f"{state.candidate} promoted",
                             outcome=Outcome.PROMOTED,
@@ -400,22 +475,24 @@ class Driver:
         return state
 
     def _roll_back(self, state: RolloutState) -> RolloutState:
+        self._reverting = True
         weight = self.stack.config().get(self.keys.canary_weight)
         if weight is not None and weight.value not in ("", "0"):
             # Traffic first, pods after: one up doing both could remove the canary's pods
             # while the route still sends it traffic.
             self.stack.set_config({self.keys.canary_weight: "0"})
             self._up(state, "all traffic back to the primary", weight_only=True)
-        self.stack.restore_config(restored(state.last_good))
+        self._restore_owned_keys(state)
         self._up(state, "restore the last good config")
-        live = self.readback.live()
-        problems = []
-        if (live.primary_weight, live.canary_weight) != (100, 0):
-            # Unknown weights are not a revert that worked: say what was found.
-            problems.append(f"live weights are {live.primary_weight}/{live.canary_weight} "
-                            "(primary/canary)")
-        if live.primary_version not in (None, state.stable):
-            problems.append(f"primary runs {live.primary_version}, not {state.stable}")
+        problems = self._revert_problems(state)
+        if problems:
+            # Someone changed the live objects behind Pulumi's back: refresh so that Pulumi
+            # sees the drift, and put them right once more.
+            self._progress(state, "the cluster differs from the restored config ("
+                           + "; ".join(problems) + "): refreshing and applying again")
+            self.stack.refresh()
+            self._up(state, "restore the last good config after a refresh")
+            problems = self._revert_problems(state)
         if problems:
             raise InfrastructureError("revert did not restore the cluster: " + "; ".join(problems),
                                       hint="inspect the stack, then run `rollout abort` again")
@@ -426,9 +503,38 @@ class Driver:
         self._finished(state, ok=False)
         return state
 
+    def _restore_owned_keys(self, state: RolloutState) -> None:
+        """Puts the driver's own keys back exactly as captured. Other keys people changed
+        during the rollout are theirs: kept, and said so (names only: values may be secret)."""
+        before = restored(state.last_good)
+        now = self.stack.config()
+        self.stack.restore_config({key: before.get(key) for key in self.keys.owned})
+        edited = sorted(
+            key for key in set(before) | set(now)
+            if key not in self.keys.owned
+            and not any(entry.secret for entry in (before.get(key), now.get(key)) if entry)
+            and before.get(key) != now.get(key))
+        if edited:
+            message = ("kept config changed during the rollout (not the driver's to revert): "
+                       + ", ".join(edited))
+            self._note(state, message, kept=edited)
+            self._progress(state, message)
+
+    def _revert_problems(self, state: RolloutState) -> list[str]:
+        live = self.readback.live()
+        problems = []
+        if (live.primary_weight, live.canary_weight) != (100, 0):
+            # Unknown weights are not a revert that worked: say what was found.
+            problems.append(f"live weights are {live.primary_weight}/{live.canary_weight} "
+                            "(primary/canary)")
+        if live.primary_version not in (None, state.stable):
+            problems.append(f"primary runs {live.primary_version}, not {state.stable}")
+        return problems
+
     # -- helpers ----------------------------------------------------------------------
 
-    def _up(self, state: RolloutState, what: str, *, weight_only: bool = False) -> float:
+    def _up(self, state: RolloutState, what: str, *, weight_only: bool = False,
+            awaits_pods: bool = False) -> float:
         self._interrupts(state)
         targets = None
         if weight_only and self.targeted_steps:
@@ -441,27 +547,58 @@ class Driver:
         while True:
             started = time.monotonic()
             try:
-                self.stack.up(targets=targets, message=f"rollout {state.rollout_id}: {what}")
-                self.journal.save((self.journal.load() or state).moved(up_in_flight=""))
-                return time.monotonic() - started
-            except StackLocked:
-                # A killed driver's update may still be finishing, or left a stale lock.
-                if self.stack.clear_stale_lock():
-                    self._progress(state, "cleared a stale Pulumi lock left by a dead process")
-                    continue
-                if waited >= LOCK_WAIT_SECONDS:
-                    if self._orphaned_lock(state):
-                        continue
-                    raise
-                self.clock.sleep(2.0)
-                waited += 2.0
+                with self._running_up(awaits_pods) as ready_deadline:
+                    summary = self.stack.up(targets=targets,
+                                            message=f"rollout {state.rollout_id}: {what}")
             except StackError as failed:
+                if ready_deadline.expired:
+                    raise _Rollback(f"the canary's pods were not ready within readyTimeout "
+                                    f"{self.policy.ready_timeout}; the update was cancelled"
+                                    ) from failed
+                if self._up_cancelled:
+                    # Cancelled by a second signal: the first one decides what happens next.
+                    self._up_cancelled = False
+                    self._progress(state, f"pulumi up cancelled: {failed.message}")
+                    self._interrupts(state)
+                if isinstance(failed, StackLocked):
+                    # A killed driver's update may still be finishing, or left a stale lock.
+                    if self.stack.clear_stale_lock():
+                        self._progress(state, "cleared a stale Pulumi lock left by a dead process")
+                        continue
+                    if waited >= LOCK_WAIT_SECONDS:
+                        if self._orphaned_lock(state):
+                            continue
+                        raise
+                    self.clock.sleep(2.0)
+                    waited += 2.0
+                    continue
                 # Only an update that started no step is safe to repeat as it is.
                 if failed.changed or retried:
                     raise
                 retried = True
                 self._progress(state, f"pulumi up failed before changing anything; retrying "
                                       f"once: {failed.message}")
+                continue
+            seconds = time.monotonic() - started
+            changes = _changes(summary)
+            self.journal.save((self.journal.load() or state).moved(up_in_flight=""))
+            self._note(state, f"pulumi up: {what}: {changes}", changes=summary.changes,
+                       seconds=round(seconds, 2))
+            self._progress(state, f"pulumi up done in {seconds:.1f}s: {changes}")
+            return seconds
+
+    @contextmanager
+    def _running_up(self, awaits_pods: bool) -> Iterator[_Deadline]:
+        """Marks an `up` as running (a second signal cancels it), and cancels one that waits
+        for the canary's pods longer than readyTimeout."""
+        deadline = _Deadline(self.policy.ready_timeout_seconds if awaits_pods else None,
+                             self.stack.interrupt)
+        self._up_running = True
+        try:
+            with deadline:
+                yield deadline
+        finally:
+            self._up_running = False
 
     def _orphaned_lock(self, state: RolloutState) -> bool:
         """Cancels a lock that outlived the wait when the journal shows it is this rollout's
@@ -489,7 +626,7 @@ class Driver:
         if pods:
             self.stack.set_config(pods)
             self._up(state, f"canary {state.candidate} back to {self._replicas(state)} pods "
-                            "before it takes traffic")
+                            "before it takes traffic", awaits_pods=True)
 
     def _replicas(self, state: RolloutState) -> int:
         return state.canary_replicas or self.target.canary_replicas
@@ -503,12 +640,14 @@ class Driver:
             self.keys.canary_weight: str(state.weight),
         }
 
-    def _gate(self, state: RolloutState, hook_type: HookType) -> None:
-        deadline = self.clock.now() + self.policy.gate_timeout_seconds
+    def _gate(self, state: RolloutState, hook_type: HookType) -> RolloutState:
+        deadline = 0.0
         while True:
             ok, results = self.webhooks.all_pass(hook_type, self._payload(state))
             if ok:
-                return
+                return self._save(state.moved(wait_deadline=0.0)) if deadline else state
+            if not deadline:
+                state, deadline = self._deadline(state, self.policy.gate_timeout_seconds)
             self._progress(state, "; ".join(r.message for r in results if not r.ok))
             if self.clock.now() >= deadline:
                 raise _Rollback(f"the {hook_type} gate did not pass within gateTimeout "
@@ -582,8 +721,17 @@ class Driver:
         return state
 
     def _save(self, state: RolloutState) -> RolloutState:
+        if self._notes:
+            # In the order things happened: a note is older than the event saved with it.
+            events = sorted([*state.events, *self._notes], key=lambda event: event["at"])
+            state = state.moved(events=events)
+            self._notes = []
         self.journal.save(state)
         return state
+
+    def _note(self, state: RolloutState, message: str, **data: Any) -> None:
+        """An event for the journal that goes in with the next save of the rollout's state."""
+        self._notes.append(state.with_event(message, **data).events[-1])
 
     def _context(self, state: RolloutState) -> AnalysisContext:
         return AnalysisContext(
@@ -635,6 +783,21 @@ class Driver:
 
         def handler(signum: int, frame: object) -> None:
             self._signal = signum
+            self._signals_seen += 1
+            name = signal.Signals(signum).name
+            then = "stays paused" if self.leave_paused else "is reverted"
+            if self._reverting:
+                note = f"{name}: the revert runs to its end"
+            elif self._signals_seen == 1:
+                note = (f"{name}: the current step finishes, then the rollout {then}; "
+                        "send it again to cancel a running `pulumi up`")
+            elif self._up_running and self.stack.interrupt():
+                self._up_cancelled = True
+                note = f"{name} again: cancelling the running `pulumi up`"
+            else:
+                note = f"{name} again: the rollout {then} now"
+            # Plain text: the handler may run in the middle of the progress display's write.
+            os.write(2, f"\n{note}\n".encode())
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

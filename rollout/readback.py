@@ -16,6 +16,9 @@ ROUTES = {
     "gateway-api": ("gateway.networking.k8s.io", "v1", "httproutes"),
 }
 
+# The service's route or Deployments do not exist (yet): no weights to read.
+NOT_DEPLOYED = LiveView(None, None, None, None)
+
 
 def _route_weights(route: dict[str, Any], router: str, app: str) -> tuple[int | None, int | None]:
     weights: dict[str, int] = {}
@@ -55,6 +58,8 @@ class ClusterReadback:
             canary = apps.read_namespaced_deployment(f"{self.app}-canary", self.namespace,
                                                      _request_timeout=self._timeout)
         except ApiException as err:
+            if err.status == 404:
+                return NOT_DEPLOYED
             raise InfrastructureError(
                 f"could not read {self.app}'s live objects in namespace {self.namespace}: "
                 f"{err.status} {err.reason}") from err

@@ -8,6 +8,11 @@ through its language host in a fresh process for every operation, exactly as a h
 per-program gRPC channels and coroutines that outlive a failed update, and gRPC shares
 connections process-wide by address, so a later update whose engine reused one of those
 ports failed at once with "Resource monitor has terminated" (issue 10).
+
+Config is read through the CLI (Pulumi is the one reader that counts) but written straight
+into the stack's settings file by `StackFile`: `pulumi config set` rewrites the whole file
+(`replicas: 1` becomes `"1"`, comments move), and people commit that file after a release,
+so the change they see must be only the lines the driver meant to change (#12 item 13).
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pulumi import automation as auto
 
 from rollout.errors import InvalidInput, StackError, StackLocked
 from rollout.processes import alive
+from rollout.pulumi_command import SessionCommand
 from rollout.stack_data import ConfigEntry, UpSummary
+from rollout.stackfile import StackFile
 
 STACK_NAME = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 # Steps that change nothing: after an update that started only these, running it again is safe.
@@ -39,6 +47,31 @@ def validate_stack_name(name: str) -> str:
             hint="use letters, digits, '-', '_' or '.', optionally as org/project/stack",
         )
     return name
+
+
+def settings_path(project_dir: Path, stack: str) -> Path:
+    """Where the `pulumi` CLI keeps a stack's settings: `Pulumi.<stack>.<ext>` next to the
+    project file, or in its `stackConfigDir` (once called `config`), named after the last
+    part of the stack name, with the project file's extension."""
+    for ext in (".yaml", ".yml"):
+        project = project_dir / f"Pulumi{ext}"
+        if project.is_file():
+            break
+    else:
+        if (project_dir / "Pulumi.json").is_file():
+            raise InvalidInput(f"{project_dir / 'Pulumi.json'}: JSON projects are not supported",
+                               hint="convert Pulumi.json and its stack files to YAML")
+        raise InvalidInput(f"no Pulumi.yaml in {project_dir}",
+                           hint="run from the project's directory or set CANARY_PROJECT_DIR")
+    try:
+        settings = yaml.safe_load(project.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise InvalidInput(f"cannot read {project}: {err}") from err
+    folder = settings.get("stackConfigDir") if isinstance(settings, dict) else None
+    if not folder and isinstance(settings, dict) and isinstance(settings.get("config"), str):
+        folder = settings["config"]
+    name = stack.split("/")[-1]
+    return project_dir / (folder or "") / f"Pulumi.{name}{ext}"
 
 
 class StackAdapter:
@@ -57,14 +90,15 @@ class StackAdapter:
         self._env = env
         self._pulumi_bin = pulumi_bin
         self._stack: auto.Stack | None = None
+        self._command: SessionCommand | None = None
 
     # -- selection --------------------------------------------------------------------
 
     def _workspace(self) -> auto.LocalWorkspace:
-        command = auto.PulumiCommand(root=str(self._pulumi_bin.parent.parent))
+        self._command = SessionCommand(root=str(self._pulumi_bin.parent.parent))
         return auto.LocalWorkspace(
             work_dir=str(self.project_dir), env_vars=self._env,
-            pulumi_home=self._env.get("PULUMI_HOME"), pulumi_command=command,
+            pulumi_home=self._env.get("PULUMI_HOME"), pulumi_command=self._command,
         )
 
     def stack(self, *, create: bool = True) -> auto.Stack:
@@ -90,25 +124,31 @@ class StackAdapter:
         return {key: ConfigEntry(value.value, bool(value.secret)) for key, value in raw.items()}
 
     def set_config(self, values: dict[str, str]) -> None:
-        if not values:
-            return
-        config = {key: auto.ConfigValue(value=value) for key, value in values.items()}
-        with _translated(self.stack_name):
-            self.stack().set_all_config(config)
+        """Sets plain keys in the stack's settings file, changing no other line of it."""
+        if values:
+            # Selected (or created) first, as before: `pulumi stack init` rewrites the file.
+            self.stack()
+            self.settings_file().set(values)
 
     def remove_config(self, keys: list[str]) -> None:
         if keys:
-            with _translated(self.stack_name):
-                self.stack().remove_all_config(keys)
+            self.stack()
+            self.settings_file().remove(keys)
 
-    def restore_config(self, captured: dict[str, ConfigEntry]) -> None:
-        """Puts every plain config key back as captured; secrets are never rewritten."""
+    def settings_file(self) -> StackFile:
+        """The file the CLI reads this stack's config from."""
+        return StackFile(settings_path(self.project_dir, self.stack_name))
+
+    def restore_config(self, entries: dict[str, ConfigEntry | None]) -> None:
+        """Puts these plain keys back as given (None: removed); every other key, and every
+        secret, is left alone."""
         current = self.config()
-        plain = {k: e.value for k, e in captured.items() if not e.secret}
-        changed = {k: v for k, v in plain.items() if current.get(k) != ConfigEntry(v)}
-        extra = [k for k, e in current.items() if k not in captured and not e.secret]
+        changed = {k: e.value for k, e in entries.items()
+                   if e is not None and not e.secret and current.get(k) != ConfigEntry(e.value)}
+        gone = [k for k, e in entries.items() if e is None and k in current
+                and not current[k].secret]
         self.set_config(changed)
-        self.remove_config(extra)
+        self.remove_config(gone)
 
     # -- operations -------------------------------------------------------------------
 
@@ -147,6 +187,10 @@ class StackAdapter:
     def outputs(self) -> dict[str, Any]:
         with _translated(self.stack_name):
             return {k: v.value for k, v in self.stack().outputs().items()}
+
+    def interrupt(self) -> bool:
+        """Asks the running `pulumi` command, if any, to cancel cleanly (from any thread)."""
+        return self._command.interrupt() if self._command is not None else False
 
     def cancel(self) -> None:
         """Clears a lock left by a killed update (file backend: removes the lock file)."""

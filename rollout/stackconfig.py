@@ -34,6 +34,12 @@ class Keys:
     def canary_replicas(self) -> str:
         return self.key("canaryReplicas")
 
+    @property
+    def owned(self) -> tuple[str, str, str, str]:
+        """The keys the driver changes; a revert puts exactly these back."""
+        return (self.canary_version, self.canary_weight, self.canary_replicas,
+                self.stable_version)
+
 
 def decode(value: str) -> Any:
     """Structured config arrives as JSON text; scalars stay strings for pydantic to coerce."""

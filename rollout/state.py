@@ -67,6 +67,8 @@ class RolloutState:
     driver_pid: int | None = None
     # "<host>:<pid>" of the driver whose `pulumi up` is running, "" when none is.
     up_in_flight: str = ""
+    # When the current pause or gate wait ends (clock time), so a resume does not restart it.
+    wait_deadline: float = 0.0
 
     def moved(self, **changes: Any) -> RolloutState:
         return replace(self, updated_at=time.time(), **changes)

@@ -57,7 +57,8 @@ def test_weights_follow_config_and_revert_restores_objects(lab: Lab, tmp_path: P
         canary = client.AppsV1Api(api).read_namespaced_deployment("demo-canary", namespace)
         assert canary.status.ready_replicas == 1
 
-        stack.restore_config(captured)
+        stack.restore_config({**{key: None for key in stack.config() if key not in captured},
+                              **captured})
         stack.up()
         assert stack.config() == captured
         assert _live(api, namespace, router) == before

@@ -45,7 +45,10 @@ class Pipeline:
     def gates(self, **promotion: Any) -> None:
         """Sets prod's canary-service:promotion (from staging, plus the given fields)."""
         value = {"from": self.staging.stack_name, **promotion}
-        self.prod.adapter.set_config({f"{PREFIX}:promotion": json.dumps(value)})
+        key = f"{PREFIX}:promotion"
+        # The stack file may hold it as a YAML mapping, which set_config refuses to overwrite.
+        self.prod.adapter.remove_config([key])
+        self.prod.adapter.set_config({key: json.dumps(value)})
 
     def release(self, **kwargs: Any) -> Any:
         return release(self.staging.stack_name, self.prod.stack_name, project_dir=self.project,

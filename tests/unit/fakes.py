@@ -46,12 +46,19 @@ class FakeStack:
         for key, value in values.items():
             self.entries[key] = ConfigEntry(value)
 
-    def restore_config(self, captured: dict[str, ConfigEntry]) -> None:
-        for key, entry in captured.items():
-            if not entry.secret:
+    def restore_config(self, entries: dict[str, ConfigEntry | None]) -> None:
+        for key, entry in entries.items():
+            if entry is None:
+                self.entries.pop(key, None)
+            elif not entry.secret:
                 self.entries[key] = entry
-        for key in [k for k, e in self.entries.items() if k not in captured and not e.secret]:
-            del self.entries[key]
+
+    def refresh(self) -> None:
+        self.refreshes = getattr(self, "refreshes", 0) + 1
+
+    def interrupt(self) -> bool:
+        self.interrupts = getattr(self, "interrupts", 0) + 1
+        return self.interruptible
 
     def up(self, *, targets: list[str] | None = None, message: str | None = None,
            on_event: Any = None, on_output: Any = None) -> UpSummary:
@@ -78,6 +85,7 @@ class FakeStack:
         return self.stale_lock
 
     stale_lock: bool = False
+    interruptible: bool = False
 
     def weights_seen(self) -> list[int]:
         return [int(u["config"].get("canaryWeight", "0")) for u in self.ups]

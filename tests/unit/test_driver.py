@@ -15,6 +15,7 @@ from rollout.errors import Aborted, InfrastructureError, InvalidInput
 from rollout.journal import DriverBusy, Journal
 from rollout.notify import NopNotifier
 from rollout.policy import Policy, load_policy
+from rollout.stack_data import ConfigEntry
 from rollout.stackconfig import Keys
 from rollout.state import Outcome, Phase
 from rollout.webhooks import WebhookCaller
@@ -59,9 +60,8 @@ def test_a_good_release_walks_every_step_and_is_promoted(tmp_path: Path) -> None
     assert stack.weights_seen() == [0, 20, 40, 60, 60, 0, 0]
     assert stack.unsafe_ups() == []
     assert [c.weight for c in analysis.calls] == [20, 40, 60]
-    final = stack.applied
-    assert final["stableVersion"] == "v2" and final["canaryWeight"] == "0"
-    assert final["canaryReplicas"] == "0"
+    # The stack's config ends as it began but for the promotion: nothing else left behind.
+    assert stack.entries == {**base_config(), f"{PROJECT}:stableVersion": ConfigEntry("v2")}
     assert stack.ups[1]["targets"], "weight steps are targeted at the routing objects"
     assert journal.history()[-1].outcome is Outcome.PROMOTED
 
@@ -186,7 +186,8 @@ def test_a_driver_killed_anywhere_resumes_to_the_right_end(tmp_path: Path, kill_
     armed["on"] = False
     state = make(tmp_path, stack=stack)[0].run("v2")
     assert state.outcome is Outcome.PROMOTED
-    assert stack.applied["stableVersion"] == "v2" and stack.applied["canaryWeight"] == "0"
+    assert stack.entries == {**base_config(), f"{PROJECT}:stableVersion": ConfigEntry("v2")}
+    assert stack.applied["stableVersion"] == "v2"
 
 
 def test_a_second_driver_on_the_same_stack_is_refused(tmp_path: Path) -> None:
@@ -338,8 +339,15 @@ def test_a_revert_that_does_not_restore_live_weights_is_an_error(tmp_path: Path)
     driver, stack, _, journal = make(tmp_path, analysis=ScriptedAnalysis([False]))
 
     class StuckReadback(FakeReadback):
+        """Idle when the rollout starts; then someone pins the live route at 80/20."""
+
+        reads = 0
+
         def live(self):  # type: ignore[no-untyped-def]
+            self.reads += 1
             view = super().live()
+            if self.reads == 1:
+                return view
             return type(view)(80, 20, view.primary_version, view.canary_replicas)
 
     driver.readback = StuckReadback(stack)
@@ -347,6 +355,7 @@ def test_a_revert_that_does_not_restore_live_weights_is_an_error(tmp_path: Path)
         driver.run("v3")
     assert "live weights are 80/20" in str(err.value)
     assert journal.load().phase is Phase.ROLLING_BACK
+    assert stack.refreshes == 1, "drift is refreshed and applied again once before giving up"
 
 
 def test_the_journal_never_holds_secret_values(tmp_path: Path) -> None:
