@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from kubernetes import client
 
 from rollout.api import Rollouts
@@ -41,6 +44,39 @@ class Service:
     namespace: str
     journal_dir: Path
     rollouts: Rollouts
+    traffic: Traffic | None = None
+
+    def with_journal(self, journal_dir: Path) -> Service:
+        """The same deployed service, driven with a journal of its own (one per test)."""
+        return dataclasses.replace(self, journal_dir=journal_dir, rollouts=Rollouts(
+            stack=self.stack, project_dir=self.project, journal_directory=journal_dir))
+
+    @property
+    def stack_file(self) -> Path:
+        return self.project / "stacks" / f"Pulumi.{self.stack}.yaml"
+
+    def stable(self) -> str:
+        return self.rollouts.adapter.config()["canary-service:stableVersion"].value
+
+    def healthy_candidate(self) -> str:
+        """A version the demo app serves without errors that is not the stable one."""
+        return "v1" if self.stable() == "v2" else "v2"
+
+    def responses(self) -> dict[tuple[str, str], int]:
+        """(destination workload, response code) -> requests, as the data plane counted them;
+        requests it could not route at all count under ("unrouted", reason)."""
+        assert self.traffic is not None
+        text = httpx.get(self.traffic.metrics_url, timeout=5).text
+        counts: dict[tuple[str, str], int] = {}
+        for line in text.splitlines():
+            name, _, rest = line.partition("{")
+            if name not in ("istio_requests_total", "lab_unrouted_requests_total"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', rest.rpartition("}")[0]))
+            key = ((labels["destination_workload"], labels["response_code"])
+                   if name == "istio_requests_total" else ("unrouted", labels["reason"]))
+            counts[key] = counts.get(key, 0) + int(float(rest.rpartition(" ")[2]))
+        return counts
 
     def live(self) -> dict[str, Any]:
         api = kube.api_client(self.lab.layout.kubeconfig)
@@ -52,12 +88,14 @@ class Service:
                 apps.read_namespaced_deployment(name, self.namespace).spec)
             for name in ("demo-primary", "demo-canary")}}
 
-    def cli(self, *args: str) -> subprocess.Popen[str]:
+    def cli(self, *args: str, own_group: bool = False) -> subprocess.Popen[str]:
+        """`rollout <args> -s <stack>` as a user runs it; `own_group` makes it the leader of
+        a process group, as a terminal or a CI runner does, so the group can be signalled."""
         env = {**os.environ, "CANARY_PROJECT_DIR": str(self.project),
                "CANARY_JOURNAL_DIR": str(self.journal_dir)}
         return subprocess.Popen([sys.executable, "-m", "rollout.cli", *args, "-s", self.stack],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+                                text=True, process_group=0 if own_group else None)
 
     def journal(self) -> dict[str, Any] | None:
         path = self.journal_dir / f"{self.stack}.json"
@@ -87,7 +125,7 @@ def deployed_service(lab: Lab, tmp: Path, *, rps: float = 50,
     try:
         traffic.start()
         wait_for_series(lab.prometheus_url, workload="demo-primary", namespace=namespace)
-        yield Service(lab, project, stack, namespace, journal_dir, rollouts)
+        yield Service(lab, project, stack, namespace, journal_dir, rollouts, traffic)
     finally:
         traffic.stop()
         rollouts.adapter.destroy(remove=True)
