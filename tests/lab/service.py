@@ -23,6 +23,7 @@ from rollout.demo import wait_for_series
 from rollout.lab import kube
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic
+from rollout.stackfile import StackFile
 from tests.lab.project import make_project
 
 FAST_POLICY = {
@@ -54,6 +55,20 @@ class Service:
     @property
     def stack_file(self) -> Path:
         return self.project / "stacks" / f"Pulumi.{self.stack}.yaml"
+
+    @contextmanager
+    def policy(self, policy: dict[str, Any]) -> Iterator[None]:
+        """Runs the block with another analysis policy in the stack file, then puts the file
+        back as it was (the policy is the driver's to read: nothing to deploy)."""
+        text = self.stack_file.read_text()
+        key = "canary-service:analysis"
+        stack_file = StackFile(self.stack_file)
+        stack_file.remove([key])
+        stack_file.set({key: json.dumps(policy)})
+        try:
+            yield
+        finally:
+            self.stack_file.write_text(text)
 
     def stable(self) -> str:
         return self.rollouts.adapter.config()["canary-service:stableVersion"].value
