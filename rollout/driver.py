@@ -476,11 +476,12 @@ class Driver:
 
     def _roll_back(self, state: RolloutState) -> RolloutState:
         self._reverting = True
-        weight = self.stack.config().get(self.keys.canary_weight)
-        if weight is not None and weight.value not in ("", "0"):
+        if state.weight:
             # Traffic first, pods after: one up doing both could remove the canary's pods
-            # while the route still sends it traffic.
-            self.stack.set_config({self.keys.canary_weight: "0"})
+            # while the route still sends it traffic. The journal's weight decides, never the
+            # stack file's: a fresh checkout says 0 while the live route may still say 20.
+            # The whole desired canary config goes in, so that this up keeps the pods.
+            self.stack.set_config(self._desired(state.moved(weight=0)))
             self._up(state, "all traffic back to the primary", weight_only=True)
         self._restore_owned_keys(state)
         self._up(state, "restore the last good config")

@@ -190,12 +190,13 @@ def test_a_first_sigint_during_an_up_lets_it_finish_then_reverts(tmp_path: Path)
     stack = FakeStack(interruptible=True)
     _signal_during_up(stack, at_up=1, signals=1)
     driver, stack, _, _journal = make(tmp_path, stack=stack)
+    before = signal.getsignal(signal.SIGINT)
     state = driver.run("v2")
     assert not getattr(stack, "interrupts", 0), "the running up was not cancelled"
     assert stack.ups[1]["config"]["canaryWeight"] == "20", "the step's up completed"
     assert state.outcome is Outcome.ABORTED and "SIGINT" in state.reason
     assert stack.entries == base_config() and stack.unsafe_ups() == []
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before, "the driver's handler is taken down"
 
 
 def test_a_second_sigint_cancels_the_running_up_and_still_reverts(tmp_path: Path) -> None:
@@ -248,3 +249,30 @@ def test_every_up_journals_its_change_summary(tmp_path: Path) -> None:
     ups = [e for e in journal.history()[-1].events if e["message"].startswith("pulumi up:")]
     assert len(ups) == 7
     assert all(e["changes"] == {"update": 1} and "1 update" in e["message"] for e in ups)
+
+
+def test_a_revert_resumed_from_a_fresh_checkout_moves_traffic_before_pods(
+        tmp_path: Path) -> None:
+    # Found by the lab's fault suite: killed during a revert, then resumed with the stack file
+    # checked out fresh (canaryWeight unset), the revert read the file, skipped its
+    # traffic-first up, and one up scaled the canary to 0 while the route still sent it 20%.
+    armed = {"on": True}
+
+    def kill(config: dict[str, str], n: int) -> BaseException | None:
+        reverting = config.get("canaryWeight") == "0" and config.get("canaryReplicas") == "1"
+        return Killed() if armed["on"] and n > 1 and reverting else None
+
+    stack = FakeStack(fail_when=kill)
+    driver, stack, _, journal = make(tmp_path, stack=stack,
+                                     analysis=ScriptedAnalysis([False, False]))
+    with pytest.raises(Killed):
+        driver.run("v3")
+    driver.journal.release()
+    assert journal.load().phase is Phase.ROLLING_BACK
+    assert stack.applied["canaryWeight"] == "20", "the route still sends the canary traffic"
+    stack.entries = base_config()  # a fresh checkout of the stack file
+    armed["on"] = False
+    state = make(tmp_path, stack=stack)[0].resume()
+    assert state.outcome is Outcome.ROLLED_BACK
+    assert stack.unsafe_ups() == [], "traffic left the canary before its pods did"
+    assert stack.entries == base_config()
