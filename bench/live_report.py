@@ -17,7 +17,7 @@ from bench.policies import Row, rows
 from bench.replay import Outcome
 from bench.simulation import Scenario, Traffic
 from rollout.analysis.judges.comparative import samples_needed
-from rollout.analysis.values import parse_duration
+from rollout.durations import parse_duration
 
 # scrape interval (s) -> cell key -> row name -> one outcome per run
 Results = dict[int, dict[str, dict[str, list[Outcome]]]]

@@ -11,6 +11,7 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +25,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from rollout.durations import FORM as DURATION_FORM
+from rollout.durations import parse_duration
+
 PROJECT = "canary-service"
 ROUTER_KINDS: tuple[str, ...] = ("istio", "gateway-api")
 
@@ -35,7 +39,6 @@ _REPO = (
     r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 )
 _QUANTITY = r"^[+-]?[0-9.]+([eE][-+]?[0-9]+|[numkKMGTPE]i?)?$"
-_DURATION = r"^(\d+h(\d+m)?(\d+s)?|\d+m(\d+s)?|\d+s)$"
 _TOKEN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 _ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 
@@ -74,7 +77,7 @@ RULES: dict[str, str] = {
     "mirrorWeight": "must be an integer from 0 to 100",
     "sessionAffinity": "must be {cookieName: <name>, maxAge: <duration like 1h or 30m>}",
     "sessionAffinity.cookieName": "must be a cookie name (letters, digits, !#$%&'*+.^_`|~-)",
-    "sessionAffinity.maxAge": "must be a duration like 1h, 30m, 90s or 1h30m",
+    "sessionAffinity.maxAge": f"must be a duration: {DURATION_FORM}",
     "resources": "must be {requests?: {cpu?, memory?}, limits?: {cpu?, memory?}}",
     "resources.requests.cpu": "must be a Kubernetes quantity, e.g. 100m or 1",
     "resources.limits.cpu": "must be a Kubernetes quantity, e.g. 100m or 1",
@@ -203,16 +206,20 @@ class ParentRef(_Model):
     section_name: str | None = None
 
 
+def _positive_duration(text: str) -> str:
+    parse_duration(text, positive=True)  # the project's one grammar; a ValueError if not
+    return text
+
+
 class SessionAffinity(_Model):
     """Cookie-based stickiness of a client to one backend pod."""
 
     cookie_name: Annotated[str, StringConstraints(pattern=_TOKEN)]
-    max_age: Annotated[str, StringConstraints(pattern=_DURATION)]
+    max_age: Annotated[str, AfterValidator(_positive_duration)]
 
     @property
     def max_age_seconds(self) -> int:
-        units = {"h": 3600, "m": 60, "s": 1}
-        return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", self.max_age))
+        return round(parse_duration(self.max_age))
 
 
 class ResourceList(_Model):

@@ -24,7 +24,7 @@ from rollout.analysis import (
     metric_queries,
     sample,
 )
-from rollout.analysis.values import format_duration, parse_duration
+from rollout.durations import format_duration, parse_duration
 from rollout.errors import InfrastructureError
 from rollout.ports import AnalysisContext, StepVerdict
 

@@ -23,9 +23,9 @@ from rollout.analysis import (
     provider_for,
 )
 from rollout.analysis.templates import BUILTIN_TEMPLATES
-from rollout.analysis.values import parse_duration
 from rollout.analysis.wording import bounds, share, show
 from rollout.analyzing import judge_window
+from rollout.durations import parse_duration
 from rollout.errors import InvalidInput
 
 MAX_WINDOWS = 2000
@@ -95,7 +95,7 @@ def parse_when(text: str, *, now: datetime) -> datetime:
     if text == "now":
         return now
     if text.startswith("-"):
-        return now - timedelta(seconds=parse_duration(text[1:]))
+        return now - timedelta(seconds=parse_duration(text[1:], positive=True))
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

@@ -37,8 +37,8 @@ from rollout.analysis import (
     add_check,
     metric_queries,
 )
-from rollout.analysis.values import format_duration, parse_duration
 from rollout.analyzing import guarded  # the driver's absolute guards, reused not rewritten
+from rollout.durations import format_duration, parse_duration
 from rollout.errors import InvalidInput
 
 # Istio's default istio_request_duration_milliseconds buckets; +Inf follows.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from rollout.durations import format_duration
+
 from .counters import (
     CounterQueries,
     Increase,
@@ -19,7 +21,6 @@ from .model import AnalysisSpec, MetricSpec
 from .providers import MetricProvider
 from .results import EventCounts, Measurement
 from .templates import Workloads, metric_queries
-from .values import format_duration
 
 
 def measure(

@@ -21,9 +21,10 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from rollout.durations import format_duration, parse_duration
 from rollout.errors import InvalidInput
 
-from .values import check_variable, format_duration, parse_duration
+from .values import check_variable
 
 Direction = Literal["higher-is-worse", "lower-is-worse", "either"]
 # What an interval without data counts as: a failed check, or an inconclusive one (the step
@@ -39,7 +40,7 @@ BUILTIN_DIRECTIONS: dict[str, Direction] = {
 
 def _duration(text: str) -> str:
     try:
-        parse_duration(text)
+        parse_duration(text, positive=True)
     except InvalidInput as exc:
         raise _value_error(exc) from None
     return text

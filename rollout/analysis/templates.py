@@ -6,10 +6,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rollout.durations import parse_duration
 from rollout.errors import InvalidInput
 
 from .model import MetricSpec
-from .values import check_name, check_variable, parse_duration
+from .values import check_name, check_variable
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
@@ -72,7 +73,7 @@ def render(
     check_name(namespace, what="namespace")
     check_name(target, what="target workload")
     check_name(primary, what="primary workload")
-    parse_duration(interval)
+    parse_duration(interval, positive=True)
     for name, value in (variables or {}).items():
         check_variable(name, value)
     roots = {"namespace": namespace, "target": target, "primary": primary, "interval": interval}

@@ -1,4 +1,5 @@
-"""Checks for the values that reach a query: workload names, durations and user variables."""
+"""Checks for the values that reach a query: workload names and user variables (durations:
+`rollout.durations`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,6 @@ import re
 from rollout.errors import InvalidInput
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DURATION = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 # No quotes, braces, brackets, parentheses, commas, operators or spaces: a value cannot close a
 # label matcher or add PromQL of its own.
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:/-]*$")
@@ -26,34 +23,6 @@ def check_name(value: str, *, what: str) -> str:
             "starting and ending with a letter or digit",
         )
     return value
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Prometheus duration such as '1m', '90s' or '1h30m'."""
-    match = _DURATION.match(text)
-    if not text or not match or not any(match.groups()):
-        raise InvalidInput(
-            f"{text!r} is not a Prometheus duration", hint="write it like 30s, 1m, 5m or 1h30m"
-        )
-    seconds = sum(
-        int(n) * unit for n, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if n
-    )
-    if seconds <= 0:
-        raise InvalidInput(f"duration {text!r} must be longer than zero")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest Prometheus duration for a whole number of seconds (e.g. 90 -> '1m30s')."""
-    whole = round(seconds)
-    if whole <= 0:
-        return f"{max(round(seconds * 1000), 1)}ms"
-    parts = []
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        count, whole = divmod(whole, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
 
 
 def check_variable(name: str, value: str) -> str:

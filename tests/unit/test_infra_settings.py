@@ -155,8 +155,9 @@ def test_config_keys_mark_text_values() -> None:
         ({"router": "gateway-api", "gateways": ["gw"]}, "applies only to router=istio"),
         ({"parentRefs": [{"name": "gw"}]}, "applies only to router=gateway-api"),
         (
-            {"sessionAffinity": {"cookieName": "c", "maxAge": "1d"}},
-            'canary-service:sessionAffinity.maxAge = "1d": must be a duration like 1h',
+            # The project's one duration grammar: no fractions (1d is fine, as in policies).
+            {"sessionAffinity": {"cookieName": "c", "maxAge": "1.5h"}},
+            'canary-service:sessionAffinity.maxAge = "1.5h": must be a duration: whole numbers',
         ),
         (
             {"hpa": {"minReplicas": 5, "maxReplicas": 2}},
