@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -16,5 +15,4 @@ class ConfigEntry:
 class UpSummary:
     result: str
     changes: dict[str, int]
-    outputs: dict[str, Any]
     seconds: float

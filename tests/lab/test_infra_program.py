@@ -41,15 +41,18 @@ def test_weights_follow_config_and_revert_restores_objects(lab: Lab, tmp_path: P
     api = kube.api_client(lab.layout.kubeconfig)
     try:
         first = stack.up()
+        assert first.changes.get("create", 0) >= 5, first.changes
         assert first.result == "succeeded"
-        assert first.outputs["primaryWeight"] == 100 and first.outputs["canaryWeight"] == 0
+        outputs = stack.outputs()
+        assert outputs["primaryWeight"] == 100 and outputs["canaryWeight"] == 0
         before = _live(api, namespace, router)
         captured = stack.config()
 
         stack.set_config({f"{PREFIX}:canaryVersion": "v2", f"{PREFIX}:canaryReplicas": "1",
                           f"{PREFIX}:canaryWeight": "30"})
         second = stack.up()
-        assert second.outputs["canaryWeight"] == 30
+        assert second.changes.get("update", 0) >= 1, second.changes
+        assert stack.outputs()["canaryWeight"] == 30
         during = _live(api, namespace, router)
         assert during != before
         weights = _weights(during["route"], router)

@@ -68,7 +68,7 @@ class FakeStack:
             raise err
         self.ups.append({"config": config, "targets": targets, "message": message})
         self.applied = config
-        return UpSummary("succeeded", {"update": 1}, {}, 0.25 if targets else 1.0)
+        return UpSummary("succeeded", {"update": 1}, 0.25 if targets else 1.0)
 
     def outputs(self) -> dict[str, Any]:
         return {}
