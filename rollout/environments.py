@@ -21,6 +21,7 @@ from rollout.promotion import (
     read_environment,
     when,
 )
+from rollout.stack import stack_config_dir
 from rollout.state import RolloutState
 
 
@@ -55,11 +56,10 @@ def _rollout(state: RolloutState | None) -> dict[str, Any] | None:
 
 def stack_files(project_dir: Path) -> list[str]:
     """Stack names with a `Pulumi.<name>.yaml` in the project's stack config directory."""
-    settings = yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}
-    folder = project_dir / str(settings.get("stackConfigDir", "."))
+    folder, ext = stack_config_dir(project_dir)
     sources = {}
-    for path in folder.glob("Pulumi.*.yaml"):
-        name = path.name[len("Pulumi."):-len(".yaml")]
+    for path in folder.glob(f"Pulumi.*{ext}"):
+        name = path.name[len("Pulumi."):-len(ext)]
         config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
         promotion = next((v for k, v in config.items() if k.endswith(":promotion")), None)
         sources[name] = promotion.get("from") if isinstance(promotion, dict) else None

@@ -51,10 +51,9 @@ def validate_stack_name(name: str) -> str:
     return name
 
 
-def settings_path(project_dir: Path, stack: str) -> Path:
-    """Where the `pulumi` CLI keeps a stack's settings: `Pulumi.<stack>.<ext>` next to the
-    project file, or in its `stackConfigDir` (once called `config`), named after the last
-    part of the stack name, with the project file's extension."""
+def stack_config_dir(project_dir: Path) -> tuple[Path, str]:
+    """Where the `pulumi` CLI keeps the project's stack settings files, and their extension:
+    next to the project file, or in its `stackConfigDir` (once called `config`)."""
     for ext in (".yaml", ".yml"):
         project = project_dir / f"Pulumi{ext}"
         if project.is_file():
@@ -72,8 +71,14 @@ def settings_path(project_dir: Path, stack: str) -> Path:
     folder = settings.get("stackConfigDir") if isinstance(settings, dict) else None
     if not folder and isinstance(settings, dict) and isinstance(settings.get("config"), str):
         folder = settings["config"]
-    name = stack.split("/")[-1]
-    return project_dir / (folder or "") / f"Pulumi.{name}{ext}"
+    return project_dir / (folder or ""), ext
+
+
+def settings_path(project_dir: Path, stack: str) -> Path:
+    """A stack's settings file: `Pulumi.<last part of the stack name><ext>` in the project's
+    stack config directory."""
+    folder, ext = stack_config_dir(project_dir)
+    return folder / f"Pulumi.{stack.split('/')[-1]}{ext}"
 
 
 class StackAdapter:

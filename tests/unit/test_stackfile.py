@@ -53,7 +53,7 @@ config:
   {P}:replicas: "1"
   {P}:stableVersion: v1
   {P}:token:
-    secure: v1:Q0VaDWH2sN4b5M5N:kzx1F1hBfYQUKG6xKKUg/eTHnqfy
+    secure: v1:not-a-real-ciphertext:only-its-shape-matters
   {P}:hosts:
     - demo
     - demo.x
