@@ -134,9 +134,11 @@ class Rollouts:
         if not re.match(VERSION_TAG, version):
             raise InvalidInput(f"{version!r} is not a valid image tag",
                                hint="use letters, digits, '_', '.', '-' (at most 128)")
+        self.journal.refuse_if_busy()
         return _result(self.driver(leave_paused=leave_paused).run(version))
 
     def resume(self) -> RolloutResult:
+        self.journal.refuse_if_busy()
         return _result(self.driver().resume())
 
     def abort(self, reason: str = "aborted by a person") -> RolloutResult | None:

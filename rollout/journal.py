@@ -167,15 +167,10 @@ class Journal:
         self.directory.mkdir(parents=True, exist_ok=True)
         handle = self.lock_path.open("a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            self._take(handle)
+        except DriverBusy:
             handle.close()
-            raise DriverBusy(
-                f"another rollout driver is running on stack {self.stack} ({holder})",
-                hint="watch it with `rollout status`, or stop it with `rollout abort`",
-            ) from None
+            raise
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}")
@@ -188,6 +183,27 @@ class Journal:
                 fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
+
+    def _take(self, handle: IO[str]) -> None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DriverBusy(
+                f"another rollout driver is running on stack {self.stack} ({holder})",
+                hint="watch it with `rollout status`, or stop it with `rollout abort`",
+            ) from None
+
+    def refuse_if_busy(self) -> None:
+        """Raises `DriverBusy`, naming the holder, when another driver holds the lock: an
+        answer in milliseconds, before the seconds it takes to load a stack's settings. The
+        driver still takes the lock itself; this is only the early, common-case refusal,
+        and it creates nothing."""
+        if self._lock is not None or not self.lock_path.exists():
+            return
+        with self.lock_path.open() as handle:
+            self._take(handle)
 
     def driver_running(self) -> bool:
         """Whether some process holds the lock (without taking it for long)."""

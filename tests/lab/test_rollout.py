@@ -225,7 +225,10 @@ def test_a_second_driver_is_refused_and_sigint_to_the_group_reverts_after_the_up
     second = service.cli("run", "--version", candidate)
     _, err = second.communicate(timeout=120)
     assert second.returncode == 3 and "another rollout driver is running" in err, err
-    service.wait_journal(lambda s: s["weight"] == 20 and bool(s["up_in_flight"]))
+    # Any weight step's update will do: the refused driver may take longer than the first
+    # step's update on a loaded machine (it did in CI), and the signal is the point here.
+    in_flight = service.wait_journal(lambda s: s["phase"] == "Progressing" and s["weight"] > 0
+                                     and bool(s["up_in_flight"]))
     os.killpg(run.pid, signal.SIGINT)
     code, result, err = _finish(run)
     assert code == 4, err
@@ -233,7 +236,8 @@ def test_a_second_driver_is_refused_and_sigint_to_the_group_reverts_after_the_up
     [entry] = _history(service)
     messages = [e["message"] for e in entry["events"]]
     # pulumi ran in a session of its own: the signal did not cancel the step's update.
-    assert any(m.startswith("pulumi up: weight 20%:") for m in messages), messages
+    step_up = f"pulumi up: weight {in_flight['weight']}%:"
+    assert any(m.startswith(step_up) for m in messages), messages
     assert not any("cancel" in m for m in messages), messages
     _reverted(service, stable)
     traffic.check(candidate_healthy=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -45,3 +46,24 @@ def test_an_unexpected_error_exits_3_with_its_message(
     err = capsys.readouterr().err
     assert "unexpected ConnectionResetError: the API server closed" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["run", "--version", "v2"], ["resume"]])
+def test_a_busy_stack_is_refused_before_its_settings_are_loaded(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The refusal used to come after loading the stack's config through the CLI and
+    # importing scipy: seconds in which the other driver moved on.
+    from rollout.journal import Journal
+
+    monkeypatch.setenv("CANARY_JOURNAL_DIR", str(tmp_path))
+    monkeypatch.setenv("CANARY_PROJECT_DIR", str(tmp_path / "no-project-here"))
+    holder = Journal(tmp_path, "busy")
+    holder.acquire()
+    try:
+        result = CliRunner().invoke(app, [*command, "--stack", "busy"])
+    finally:
+        holder.release()
+    assert result.exit_code == 3, result.output
+    assert "another rollout driver is running on stack busy" in result.output
+    assert "fix:" in result.output

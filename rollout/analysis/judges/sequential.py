@@ -18,7 +18,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.special import logsumexp
 
 from ..memory import JudgeState
 from ..model import JudgeSpec, NoData
@@ -36,6 +35,8 @@ _DESCRIPTIONS = {
 
 def mixture_prior(scale: float, points: int = _GRID_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """log r on a grid over (0, 4*scale] with half-normal weights; returns (log r, log weight)."""
+    from scipy.special import logsumexp
+
     log_ratios = np.linspace(0.0, 4.0 * scale, points + 1)[1:]
     log_weights = -0.5 * (log_ratios / scale) ** 2
     return log_ratios, log_weights - logsumexp(log_weights)
@@ -45,6 +46,8 @@ def running_log_evidence(
     counts: Sequence[EventCounts], *, log_ratios: np.ndarray, log_weights: np.ndarray
 ) -> np.ndarray:
     """log of the mixture likelihood ratio after each interval (the e-value, on a log scale)."""
+    from scipy.special import logsumexp
+
     if not counts:
         return np.zeros(0)
     c_total = np.array([c.canary_total for c in counts], dtype=float)
