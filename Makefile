@@ -12,8 +12,11 @@ demo: bootstrap
 test: bootstrap lint
 	$(VENV)/bin/pytest
 
+# Style, the layers (pyproject.toml [tool.importlinter]) and types (strict on core, analysis).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -m "not lab"

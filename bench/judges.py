@@ -19,13 +19,12 @@ from rollout.analysis import (
     ComparativeJudge,
     Decision,
     EventCounts,
-    JudgeSpec,
     JudgeState,
     Measurement,
-    MetricSpec,
     SequentialJudge,
     ThresholdJudge,
 )
+from rollout.core.analysis_model import JudgeSpec, MetricSpec
 
 try:
     from bench.simulation import (

@@ -16,8 +16,8 @@ from bench.oracle import ceiling, clopper_pearson_upper, latency_ceiling
 from bench.policies import Row, rows
 from bench.replay import Outcome
 from bench.simulation import Scenario, Traffic
-from rollout.analysis.judges.comparative import samples_needed
-from rollout.durations import parse_duration
+from rollout.core.durations import parse_duration
+from rollout.core.mann_whitney import samples_needed
 
 # scrape interval (s) -> cell key -> row name -> one outcome per run
 Results = dict[int, dict[str, dict[str, list[Outcome]]]]

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rollout.analysis import AnalysisSpec, parse_analysis
-from rollout.errors import InvalidInput
+from rollout.core.analysis_model import AnalysisSpec, parse_analysis
+from rollout.core.errors import InvalidInput
 
 FLAGGER_METRICS = [
     {"name": "request-success-rate", "thresholdRange": {"min": 99}},

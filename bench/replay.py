@@ -1,6 +1,6 @@
 """Judges one simulated rollout through the driver's own analysis path, against a Prometheus.
 
-For each interval end t this does what `rollout/driver.py::_analyse` does: calls
+For each interval end t this does what `rollout/app/driver.py::_analyse` does: calls
 `MetricAnalysis(spec=spec, provider=provider).analyze(ctx, judge_state, at=t)` with a
 `PrometheusProvider`, carries `judge_state` through `json.dumps` / `json.loads` as the journal
 does, and adds the verdict to the failed-check tally with `add_check`; the rollout rolls back
@@ -19,9 +19,10 @@ from functools import cache
 from typing import Any
 
 from bench.policies import Group, groups, rows
-from rollout.analysis import PrometheusProvider, Tally, add_check
-from rollout.analyzing import MetricAnalysis
-from rollout.ports import AnalysisContext
+from rollout.adapters.prometheus import PrometheusProvider
+from rollout.app.analyzing import MetricAnalysis
+from rollout.core.ports import AnalysisContext
+from rollout.core.tally import Tally, add_check
 
 # Prometheus gzips an answer when asked to, and requests always asks: on localhost that costs
 # Prometheus more CPU than the query itself (1.3 ms of 1.7 ms per query here). Asking for

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rollout.driver import ROUTER_TYPES
+from rollout.app.driver import ROUTER_TYPES
 from rollout.lab.lab import Lab
 
 
@@ -19,7 +19,7 @@ def main(changes: int = 5) -> int:
         print("the lab is not up: run `rollout lab up` first (skipped)")
         return 0
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.lab.project import make_project, rollouts
+    from tests.lab.support.project import make_project, rollouts
 
     with tempfile.TemporaryDirectory() as tmp:
         project, stack_name, _ = make_project(Path(tmp))

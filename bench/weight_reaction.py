@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from kubernetes import client
 
-from rollout.errors import RolloutError
+from rollout.core.errors import RolloutError
 from rollout.lab import kube
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rolls VERSION out on the first environment, then releases it along the others, in order,
-# on the Python API (rollout.Rollouts and rollout.promotion.release).
+# on the Python API (rollout.Rollouts and rollout.app.promotion.release).
 #
 #   examples/release-pipeline.sh v2 staging prod          # from the project directory
 #   APPROVE=1 examples/release-pipeline.sh v2 staging prod   # when prod requires approval
@@ -22,8 +22,9 @@ import os
 import sys
 
 from rollout import Rollouts
-from rollout.errors import RolloutError
-from rollout.promotion import GateNotMet, release
+from rollout.core.errors import RolloutError
+from rollout.app.promotion import release
+from rollout.core.errors import GateNotMet
 
 version, first, *rest = sys.argv[1:]
 approve = os.environ.get("APPROVE") == "1"

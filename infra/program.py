@@ -9,7 +9,8 @@ import pulumi
 from pulumi.runtime.config import CONFIG
 
 from infra.component import CanaryService
-from infra.settings import SettingsError, config_keys, load_settings
+from infra.settings import config_keys, load_settings
+from rollout.core.errors import SettingsError
 
 
 def main() -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -25,11 +23,13 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from rollout.durations import FORM as DURATION_FORM
-from rollout.durations import parse_duration
+from rollout.core.durations import FORM as DURATION_FORM
+from rollout.core.durations import parse_duration
+from rollout.core.errors import Problem, SettingsError
+from rollout.core.routers import ROUTER_NAMES, ROUTERS
 
 PROJECT = "canary-service"
-ROUTER_KINDS: tuple[str, ...] = ("istio", "gateway-api")
+ROUTER_KINDS = ROUTER_NAMES
 
 _LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _HOST = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -96,28 +96,10 @@ RULES: dict[str, str] = {
 }
 
 
-class SettingsError(ValueError):
-    """Invalid stack configuration; the message lists every problem, one per line."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid stack configuration ({len(problems)} problem(s)):\n{lines}")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One bad config key: `key` as the user types it, e.g. canary-service:canaryWeight."""
-
-    key: str
-    message: str
-    value: Any = None
-    has_value: bool = True
-
-    def __str__(self) -> str:
-        if not self.has_value:
-            return f"{self.key} {self.message}"
-        return f"{self.key} = {_show(self.value)}: {self.message}"
+def _known_router(value: str) -> str:
+    if value not in ROUTERS:
+        raise ValueError("unknown router")
+    return value
 
 
 def _no_bool(value: Any) -> Any:
@@ -264,7 +246,7 @@ class ServiceSettings(_Model):
     canary_replicas: Annotated[Int, Field(ge=0)] = 0
     replicas: Annotated[Int, Field(ge=0)] = 2
     port: Annotated[Int, Field(ge=1, le=65535)] = 8080
-    router: Literal["istio", "gateway-api"] = "istio"
+    router: Annotated[str, AfterValidator(_known_router)] = "istio"
     hosts: Annotated[list[Host], Field(min_length=1)] = Field(
         default_factory=lambda data: [data["app"]] if "app" in data else []
     )
@@ -458,11 +440,6 @@ def _unknown_hint(loc: tuple[Any, ...]) -> str:
     close = difflib.get_close_matches(str(loc[0]), known, n=1)
     maybe = f"did you mean {close[0]}? " if close else ""
     return f"is not a known setting; {maybe}known settings: {', '.join(known)}"
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value, default=str, sort_keys=False)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 _FIELD_NAMES = frozenset(

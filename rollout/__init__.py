@@ -14,7 +14,7 @@ __all__ = ["RolloutResult", "Rollouts"]
 def __getattr__(name: str) -> Any:
     # Lazy, so `python -m rollout.lab.*` helpers start without importing Pulumi.
     if name in __all__:
-        from rollout import api
+        from rollout.app import api
 
         return getattr(api, name)
     raise AttributeError(name)

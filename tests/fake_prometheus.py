@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from rollout.durations import parse_duration
+from rollout.core.durations import parse_duration
 
 LOOKBACK = 300.0
 _SELECTOR = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\}(?:\[(\d+)ms\])?$")

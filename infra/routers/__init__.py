@@ -7,7 +7,8 @@ from typing import Protocol
 
 import pulumi
 
-from infra.settings import PROJECT, ROUTER_KINDS, Problem, ServiceSettings, SettingsError
+from infra.settings import PROJECT, ROUTER_KINDS, ServiceSettings
+from rollout.core.errors import Problem, SettingsError
 
 
 @dataclass(frozen=True)

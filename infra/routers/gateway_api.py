@@ -9,15 +9,17 @@ from pulumi_kubernetes.apiextensions import CustomResource
 
 from infra.meta import SERVICE_PORT, SKIP_AWAIT, cookie_regex, object_meta, regex_literal
 from infra.routers import RouterOutputs
-from infra.settings import PROJECT, MatchRule, Problem, ServiceSettings, SettingsError
+from infra.settings import PROJECT, MatchRule, ServiceSettings
+from rollout.core.errors import Problem, SettingsError
+from rollout.core.routers import ROUTERS
 
-API_VERSION = "gateway.networking.k8s.io/v1"
+ROUTER = ROUTERS["gateway-api"]
 
 
 class GatewayApiRouter:
     """Weights live on the last HTTPRoute rule; A/B rules, if any, come first."""
 
-    kind = "gateway-api"
+    kind = ROUTER.name
 
     def declare(
         self, settings: ServiceSettings, parent_opts: pulumi.ResourceOptions
@@ -31,13 +33,13 @@ class GatewayApiRouter:
             )
         route = CustomResource(
             settings.app,
-            api_version=API_VERSION,
-            kind="HTTPRoute",
+            api_version=ROUTER.api_version,
+            kind=ROUTER.kind,
             metadata=object_meta(settings, settings.app, annotations=SKIP_AWAIT),
             spec=http_route_spec(settings),
             opts=parent_opts,
         )
-        return RouterOutputs(settings.app, "HTTPRoute", (route,))
+        return RouterOutputs(settings.app, ROUTER.kind, (route,))
 
 
 def http_route_spec(settings: ServiceSettings) -> dict[str, Any]:

@@ -10,14 +10,15 @@ from pulumi_kubernetes.apiextensions import CustomResource
 from infra.meta import SERVICE_PORT, SKIP_AWAIT, cookie_regex, object_meta
 from infra.routers import RouterOutputs
 from infra.settings import MatchRule, ServiceSettings
+from rollout.core.routers import ROUTERS
 
-API_VERSION = "networking.istio.io/v1"
+ROUTER = ROUTERS["istio"]
 
 
 class IstioRouter:
     """Weights live on the VirtualService route named "primary"; A/B rules on route "ab"."""
 
-    kind = "istio"
+    kind = ROUTER.name
 
     def declare(
         self, settings: ServiceSettings, parent_opts: pulumi.ResourceOptions
@@ -25,7 +26,7 @@ class IstioRouter:
         rules = [
             CustomResource(
                 name,
-                api_version=API_VERSION,
+                api_version=ROUTER.api_version,
                 kind="DestinationRule",
                 metadata=object_meta(settings, name, annotations=SKIP_AWAIT),
                 spec=destination_rule_spec(settings, host=name),
@@ -35,13 +36,13 @@ class IstioRouter:
         ]
         service = CustomResource(
             settings.app,
-            api_version=API_VERSION,
-            kind="VirtualService",
+            api_version=ROUTER.api_version,
+            kind=ROUTER.kind,
             metadata=object_meta(settings, settings.app, annotations=SKIP_AWAIT),
             spec=virtual_service_spec(settings),
             opts=parent_opts,
         )
-        return RouterOutputs(settings.app, "VirtualService", (*rules, service))
+        return RouterOutputs(settings.app, ROUTER.kind, (*rules, service))
 
 
 def destination_rule_spec(settings: ServiceSettings, *, host: str) -> dict[str, Any]:

@@ -1,61 +1,42 @@
-"""Metric analysis: configuration, PromQL templates, metric providers and judges."""
+"""Metric analysis: PromQL templates, measurement through the MetricProvider port, and judges."""
 
-from .checks import Tally, add_check
-from .counters import Reading
-from .errors import InvalidQuery, MetricQueryError
-from .judges import ComparativeJudge, SequentialJudge, ThresholdJudge
-from .measuring import count_events, measure, read_counters, sample
-from .memory import JudgeState
-from .model import (
-    BUILTIN_METRICS,
-    AnalysisSpec,
-    BasicAuth,
-    JudgeSpec,
-    MetricSpec,
-    NoData,
-    ProviderSpec,
-    ThresholdRange,
-    parse_analysis,
+from rollout.analysis.counters import Reading
+from rollout.analysis.errors import InvalidQuery, MetricQueryError
+from rollout.analysis.judges import ComparativeJudge, SequentialJudge, ThresholdJudge
+from rollout.analysis.measuring import count_events, measure, read_counters, sample
+from rollout.analysis.memory import JudgeState
+from rollout.analysis.providers import MetricProvider, NopProvider
+from rollout.analysis.results import (
+    Decision,
+    EventCounts,
+    Measurement,
+    MetricVerdict,
+    Outcome,
+    Verdict,
 )
-from .prometheus import PrometheusProvider
-from .providers import MetricProvider, NopProvider, provider_for
-from .results import Decision, EventCounts, Measurement, MetricVerdict, Outcome, Verdict
-from .templates import MetricQueries, Workloads, metric_queries, render
+from rollout.analysis.templates import MetricQueries, Workloads, metric_queries, render
 
 __all__ = [
-    "BUILTIN_METRICS",
-    "AnalysisSpec",
-    "BasicAuth",
     "ComparativeJudge",
     "Decision",
     "EventCounts",
     "InvalidQuery",
-    "JudgeSpec",
     "JudgeState",
     "Measurement",
     "MetricProvider",
     "MetricQueries",
     "MetricQueryError",
-    "MetricSpec",
     "MetricVerdict",
-    "NoData",
     "NopProvider",
     "Outcome",
-    "PrometheusProvider",
-    "ProviderSpec",
     "Reading",
     "SequentialJudge",
-    "Tally",
     "ThresholdJudge",
-    "ThresholdRange",
     "Verdict",
     "Workloads",
-    "add_check",
     "count_events",
     "measure",
     "metric_queries",
-    "parse_analysis",
-    "provider_for",
     "read_counters",
     "render",
     "sample",

@@ -19,9 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollout.errors import InvalidInput
-
-from .values import check_name
+from rollout.core.errors import InvalidInput
+from rollout.core.values import check_name
 
 _ISTIO_SELECTOR = (
     'reporter="destination",destination_workload_namespace="{namespace}",'

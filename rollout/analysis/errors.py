@@ -1,4 +1,4 @@
-"""Errors of the analysis package, under the project tree in rollout.errors.
+"""Errors of the analysis package, under the project tree in rollout.core.errors.
 
     InvalidInput
     └── InvalidQuery          Prometheus could not parse a query (HTTP 400)
@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from rollout.errors import InfrastructureError, InvalidInput
+from rollout.core.errors import InfrastructureError, InvalidInput
 
 
 class InvalidQuery(InvalidInput):

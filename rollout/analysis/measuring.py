@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from rollout.durations import format_duration
-
-from .counters import (
+from rollout.analysis.counters import (
     CounterQueries,
     Increase,
     Reading,
@@ -16,11 +14,12 @@ from .counters import (
     counter_queries,
     read,
 )
-from .errors import InvalidQuery, MetricQueryError
-from .model import AnalysisSpec, MetricSpec
-from .providers import MetricProvider
-from .results import EventCounts, Measurement
-from .templates import Workloads, metric_queries
+from rollout.analysis.errors import InvalidQuery, MetricQueryError
+from rollout.analysis.providers import MetricProvider
+from rollout.analysis.results import EventCounts, Measurement
+from rollout.analysis.templates import Workloads, metric_queries
+from rollout.core.analysis_model import AnalysisSpec, MetricSpec
+from rollout.core.durations import format_duration
 
 
 def measure(

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .counters import Reading
-from .results import EventCounts
+from rollout.analysis.counters import Reading
+from rollout.analysis.results import EventCounts
 
 # Comparative samples kept per side and metric: about two hours at a 30 s judge step.
 MAX_SAMPLES = 240

@@ -1,15 +1,9 @@
-"""The metric provider seam: a three-method Protocol, a no-op and the factory."""
+"""The metric provider port: a three-method Protocol, and a no-op provider."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
-
-from rollout.errors import InvalidInput
-
-from .model import ProviderSpec
-from .prometheus import PrometheusProvider
 
 
 class MetricProvider(Protocol):
@@ -51,20 +45,3 @@ class NopProvider:
 
     def is_online(self) -> bool:
         return True
-
-
-_FACTORIES: dict[str, Callable[[ProviderSpec], MetricProvider]] = {
-    "prometheus": PrometheusProvider.from_spec,
-    "nop": lambda spec: NopProvider(),
-}
-
-
-def provider_for(spec: ProviderSpec) -> MetricProvider:
-    """The provider `spec.kind` names; an unknown kind is an error, never a silent default."""
-    factory = _FACTORIES.get(spec.kind)
-    if factory is None:
-        raise InvalidInput(
-            f"unknown metric provider kind {spec.kind!r}",
-            hint=f"use one of: {', '.join(sorted(_FACTORIES))}",
-        )
-    return factory(spec)

@@ -42,7 +42,7 @@ class Measurement:
     primary_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        return _record(self)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class EventCounts:
     missing: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        return _record(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EventCounts:
@@ -85,7 +85,7 @@ class MetricVerdict:
     window: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        return _record(self)
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,13 @@ class Verdict:
         return tuple(metric for metric in self.metrics if metric.failed)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        return _record(self)
+
+
+def _record(value: Any) -> dict[str, Any]:
+    plain = _plain(value)
+    assert isinstance(plain, dict)
+    return plain
 
 
 def _plain(value: Any) -> Any:

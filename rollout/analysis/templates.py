@@ -6,11 +6,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rollout.durations import parse_duration
-from rollout.errors import InvalidInput
-
-from .model import MetricSpec
-from .values import check_name, check_variable
+from rollout.core.analysis_model import MetricSpec
+from rollout.core.durations import parse_duration
+from rollout.core.errors import InvalidInput
+from rollout.core.values import check_name, check_variable
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
@@ -115,7 +114,7 @@ def metric_queries(
         template, unit = BUILTIN_TEMPLATES[metric.name]
     elif metric.query is not None:
         template, unit = metric.query, ""
-    elif metric.template_ref in templates:
+    elif metric.template_ref is not None and metric.template_ref in templates:
         template, unit = templates[metric.template_ref], ""
     else:
         raise InvalidInput(

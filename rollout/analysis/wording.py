@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def show(value: float | None, unit: str = "") -> str:
@@ -26,3 +27,17 @@ def bounds(minimum: float | None, maximum: float | None, unit: str) -> str:
 
 def share(fraction: float) -> str:
     return f"{100 * fraction:.3g}%"
+
+
+def metrics_line(metrics: list[dict[str, Any]]) -> str:
+    """`request-success-rate 90.5 (primary 100) FAIL, ...`: the numbers without the queries."""
+    parts = []
+    for m in metrics:
+        canary = _num(m.get("canary"))
+        primary = f" (primary {_num(m.get('primary'))})" if m.get("primary") is not None else ""
+        parts.append(f"{m.get('metric')} {canary}{primary} {m.get('result')}")
+    return ", ".join(parts)
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rollout.adapters.lab_layout import Layout, Ports
+from rollout.adapters.toolchain import Toolchain
 from rollout.lab.certs import PKI
-from rollout.lab.layout import Layout, Ports
-from rollout.toolchain import Toolchain
 
 SERVICE_CIDR = "10.96.0.0/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"

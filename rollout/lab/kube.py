@@ -11,7 +11,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from rollout.errors import LabError
+from rollout.core.errors import LabError
 
 FAKE_NODES = ("lab-node-0", "lab-node-1")
 NODE_CAPACITY = {"cpu": "32", "memory": "128Gi", "pods": "250"}

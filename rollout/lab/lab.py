@@ -10,19 +10,19 @@ from dataclasses import dataclass
 
 import httpx
 
-from rollout.errors import LabError
-from rollout.lab import components, kube
-from rollout.lab.certs import PKI, create_pki, write_kubeconfig
-from rollout.lab.components import Component
-from rollout.lab.layout import Layout, Ports, ports_from_env
-from rollout.lab.processes import ProcessTable, port_in_use
-from rollout.toolchain import (
+from rollout.adapters.lab_layout import Layout, Ports, ports_from_env
+from rollout.adapters.toolchain import (
     Toolchain,
     ensure_built,
     install_provider_plugin,
     locate,
     pulumi_environment,
 )
+from rollout.core.errors import LabError
+from rollout.lab import components, kube
+from rollout.lab.certs import PKI, create_pki, write_kubeconfig
+from rollout.lab.components import Component
+from rollout.lab.processes import ProcessTable, port_in_use
 
 Progress = Callable[[str], None]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -13,12 +14,12 @@ from typing import Any
 
 import httpx
 
-from rollout.errors import InvalidInput, LabError
+from rollout.adapters.lab_layout import Layout, Ports
+from rollout.core.errors import InvalidInput, LabError
 from rollout.lab.dataplane import script_argv
-from rollout.lab.layout import Layout, Ports
+from rollout.lab.dataplane.routing import PARSERS
 from rollout.lab.processes import ProcessTable, port_in_use
 
-ROUTERS = ("istio", "gateway-api")
 PORT_OFFSET = 500
 PORT_SLOTS = 100
 READY_TIMEOUT = 30.0
@@ -79,8 +80,9 @@ class Traffic:
     def __init__(self, layout: Layout, ports: Ports | TrafficPorts, *, app: str, namespace: str,
                  router: str = "istio", kubeconfig: Path | None = None, rps: float = 20.0,
                  headers: dict[str, str] | None = None, header_share: float = 1.0) -> None:
-        if router not in ROUTERS:
-            raise InvalidInput(f"unknown router {router!r}", hint=f"use one of {ROUTERS}")
+        if router not in PARSERS:
+            raise InvalidInput(f"the lab cannot route by router {router!r}",
+                               hint=f"use one of: {', '.join(PARSERS)}")
         if rps < 0:
             raise InvalidInput(f"rps must be 0 (no load) or positive, not {rps}")
         self.layout = layout
@@ -165,7 +167,7 @@ class Traffic:
             "app": self.app, "namespace": self.namespace, "router": self.router,
             "listen": ports.listen, "metrics": ports.metrics, "rps": self.rps,
         }) + "\n")
-        argv = [*_script("dataplane.py"), f"--kubeconfig={self.kubeconfig}",
+        argv = [sys.executable, "-m", "rollout.lab.dataplane", f"--kubeconfig={self.kubeconfig}",
                 f"--namespace={self.namespace}", f"--app={self.app}", f"--router={self.router}",
                 f"--listen=127.0.0.1:{ports.listen}", f"--metrics=127.0.0.1:{ports.metrics}"]
         self.processes.start(self.dataplane_name, argv, env=_child_env())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rollout.adapters.readback import ClusterReadback
 from rollout.lab.lab import Lab
-from rollout.readback import ClusterReadback
-from tests.lab.service import Service, deployed_service
+from tests.lab.support.service import Service, deployed_service
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

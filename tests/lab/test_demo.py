@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rollout.demo import run_demo
+from rollout.cli.demo import run_demo
 from rollout.lab.lab import Lab
 
 

@@ -12,10 +12,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 
-from rollout.errors import StackError
+from rollout.core.errors import StackError
 from rollout.lab import kube
 from rollout.lab.lab import Lab
-from tests.lab.engine import PROJECT, smoke_stack
+from tests.lab.support.engine import PROJECT, smoke_stack
 
 
 def _weights(api: client.ApiClient, namespace: str) -> list[int]:

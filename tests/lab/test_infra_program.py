@@ -11,7 +11,7 @@ from kubernetes import client
 
 from rollout.lab import kube
 from rollout.lab.lab import Lab
-from tests.lab.project import PREFIX, make_project, rollouts
+from tests.lab.support.project import PREFIX, make_project, rollouts
 
 
 def _live(api: client.ApiClient, namespace: str, router: str) -> dict[str, Any]:

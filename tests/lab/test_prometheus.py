@@ -12,31 +12,29 @@ from typing import Any
 
 import pytest
 
+from rollout.adapters.prometheus import PrometheusProvider
 from rollout.analysis import (
-    AnalysisSpec,
     Decision,
     EventCounts,
     InvalidQuery,
     JudgeState,
     Outcome,
-    PrometheusProvider,
     SequentialJudge,
-    Tally,
     ThresholdJudge,
     Workloads,
-    add_check,
     count_events,
     measure,
-    parse_analysis,
 )
 from rollout.analysis.counters import counter_queries
-from rollout.analyzing import MetricAnalysis
-from rollout.backtest import backtest, windows
-from rollout.errors import InfrastructureError
+from rollout.app.analyzing import MetricAnalysis
+from rollout.app.backtest import backtest, windows
+from rollout.core.analysis_model import AnalysisSpec, parse_analysis
+from rollout.core.errors import InfrastructureError
+from rollout.core.ports import AnalysisContext
+from rollout.core.tally import Tally, add_check
 from rollout.lab.lab import Lab
-from rollout.ports import AnalysisContext
 from tests.fake_prometheus import FakePrometheus
-from tests.lab.exporter import Exporter, Phase, Workload, serving, steady
+from tests.lab.support.exporter import Exporter, Phase, Workload, serving, steady
 
 RUN = uuid.uuid4().hex[:6]
 # p99 falls in the (100, 250] bucket, which holds the last 2%: 100 + 150 * (1 / 2) = 175 ms.

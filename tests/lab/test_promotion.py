@@ -18,14 +18,15 @@ from typing import Any
 
 import pytest
 
-from rollout.api import Rollouts
-from rollout.demo import wait_for_series
+from rollout.adapters.readback import ClusterReadback
+from rollout.app.api import Rollouts
+from rollout.app.promotion import release
+from rollout.cli.demo import wait_for_series
+from rollout.core.errors import GateNotMet
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic
-from rollout.promotion import GateNotMet, release
-from rollout.readback import ClusterReadback
-from tests.lab.project import PREFIX, make_project
-from tests.lab.service import FAST_POLICY
+from tests.lab.support.project import PREFIX, make_project
+from tests.lab.support.service import FAST_POLICY
 
 # One step at 50%: what these tests check is the release between stacks, not the steps.
 ONE_STEP_POLICY = {**FAST_POLICY, "stepWeights": [50]}

@@ -10,7 +10,7 @@ from kubernetes import client
 
 from rollout.lab import kube
 from rollout.lab.lab import Lab
-from tests.lab.project import make_project
+from tests.lab.support.project import make_project
 
 
 def test_a_weight_step_by_hand_is_config_set_plus_up(lab: Lab, tmp_path: Path) -> None:

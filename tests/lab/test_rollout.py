@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from rollout.errors import InvalidInput
+from rollout.adapters.readback import ClusterReadback
+from rollout.adapters.stackfile import StackFile
+from rollout.core.errors import InvalidInput
 from rollout.lab.lab import Lab
-from rollout.readback import ClusterReadback
-from rollout.stackfile import StackFile
-from tests.lab.project import PREFIX, make_project, rollouts
-from tests.lab.service import FAST_POLICY, Service
+from tests.lab.support.project import PREFIX, make_project, rollouts
+from tests.lab.support.service import FAST_POLICY, Service
 
 State = dict[str, Any]
 

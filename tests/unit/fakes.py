@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollout.errors import StackError
-from rollout.ports import AnalysisContext, LiveView, StepVerdict
-from rollout.stack_data import ConfigEntry, UpSummary
+from rollout.core.errors import StackError
+from rollout.core.ports import AnalysisContext, LiveView, StepVerdict
+from rollout.core.stack_data import ConfigEntry, UpSummary
 
 PROJECT = "canary-service"
 

@@ -20,7 +20,7 @@ def _imports(path: Path) -> set[str]:
 
 
 # The stack adapter, and the CLI runner it hands the Automation API.
-STACK_ADAPTER = {"rollout/stack.py", "rollout/pulumi_command.py"}
+STACK_ADAPTER = {"rollout/adapters/stack.py", "rollout/adapters/pulumi_command.py"}
 
 
 def test_only_the_stack_adapter_touches_the_automation_api() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..model import MetricSpec, NoData
-from ..results import Decision, Measurement, MetricVerdict, Outcome
+from rollout.analysis.results import Decision, Measurement, MetricVerdict, Outcome
+from rollout.core.analysis_model import MetricSpec, NoData
 
 
 def spec_of(metrics: dict[str, MetricSpec], measurement: Measurement) -> MetricSpec:

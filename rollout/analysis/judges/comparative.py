@@ -6,19 +6,24 @@ scipy is imported where it is used: it costs about 1.5 s at import, which every 
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import Direction, JudgeSpec, MetricSpec, NoData
-from ..results import Decision, Measurement, MetricVerdict, Outcome, Verdict
-from ..wording import share, show
-from ._verdicts import decision, no_data, query_failed, spec_of, summary, waiting_on
-
-_ALTERNATIVE = {"higher-is-worse": "greater", "lower-is-worse": "less", "either": "two-sided"}
+from rollout.analysis.judges._verdicts import (
+    decision,
+    no_data,
+    query_failed,
+    spec_of,
+    summary,
+    waiting_on,
+)
+from rollout.analysis.results import Decision, Measurement, MetricVerdict, Outcome, Verdict
+from rollout.analysis.wording import share, show
+from rollout.core.analysis_model import Direction, JudgeSpec, MetricSpec, NoData
+from rollout.core.mann_whitney import mann_whitney, samples_needed
 
 
 @dataclass(frozen=True)
@@ -60,29 +65,6 @@ def relative_effect(canary: np.ndarray, primary: np.ndarray) -> float:
     return difference / base
 
 
-def smallest_p_value(samples: int, worse: Direction) -> float:
-    """The smallest p-value Mann-Whitney can give with `samples` values on each side.
-
-    Reached when every canary value is worse than every primary value; computed with the test
-    `compare` runs, so the rule cannot drift from the judge.
-    """
-    from scipy import stats
-
-    if samples < 1:
-        return 1.0
-    canary = np.arange(samples, 2 * samples, dtype=float)
-    primary = np.arange(samples, dtype=float)
-    if worse == "lower-is-worse":
-        canary, primary = primary, canary
-    return float(stats.mannwhitneyu(canary, primary, alternative=_ALTERNATIVE[worse]).pvalue)
-
-
-@functools.cache
-def samples_needed(alpha: float, worse: Direction, *, most: int = 1000) -> int:
-    """The fewest samples a side with which `smallest_p_value` is below alpha."""
-    return next(n for n in range(1, most + 1) if smallest_p_value(n, worse) < alpha)
-
-
 def compare(
     canary: Sequence[float],
     primary: Sequence[float],
@@ -96,14 +78,12 @@ def compare(
 
     Returns None when either side has no finite sample. NaN and infinities are dropped.
     """
-    from scipy import stats
-
     c = np.asarray(canary, dtype=float)
     p = np.asarray(primary, dtype=float)
     c, p = c[np.isfinite(c)], p[np.isfinite(p)]
     if len(c) == 0 or len(p) == 0:
         return None
-    test = stats.mannwhitneyu(c, p, alternative=_ALTERNATIVE[worse])
+    test = mann_whitney(c, p, worse)
     p_value = 1.0 if math.isnan(test.pvalue) else float(test.pvalue)
     shift, low, high = hodges_lehmann(c, p, confidence=confidence)
     effect = relative_effect(c, p)

@@ -19,11 +19,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..memory import JudgeState
-from ..model import JudgeSpec, NoData
-from ..results import Decision, EventCounts, MetricVerdict, Outcome, Verdict
-from ..wording import share, show
-from ._verdicts import summary
+from rollout.analysis.judges._verdicts import summary
+from rollout.analysis.memory import JudgeState
+from rollout.analysis.results import Decision, EventCounts, MetricVerdict, Outcome, Verdict
+from rollout.analysis.wording import share, show
+from rollout.core.analysis_model import JudgeSpec, NoData
 
 _GRID_POINTS = 64
 # What a bad event is called, and what its rate is called.
@@ -61,7 +61,9 @@ def running_log_evidence(
     log_denominator = np.log(ratio * s + 1 - s)
     per_interval = c_bad * (log_ratios[None, :] - log_denominator) - p_bad * log_denominator
     per_interval = np.where(informative, per_interval, 0.0)
-    return logsumexp(np.cumsum(per_interval, axis=0) + log_weights[None, :], axis=1)
+    evidence: np.ndarray = logsumexp(np.cumsum(per_interval, axis=0) + log_weights[None, :],
+                                     axis=1)
+    return evidence
 
 
 class SequentialJudge:

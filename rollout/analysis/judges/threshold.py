@@ -5,10 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..model import MetricSpec, NoData, ThresholdRange
-from ..results import Decision, Measurement, MetricVerdict, Outcome, Verdict
-from ..wording import show
-from ._verdicts import decision, no_data, query_failed, spec_of, summary, waiting_on
+from rollout.analysis.judges._verdicts import (
+    decision,
+    no_data,
+    query_failed,
+    spec_of,
+    summary,
+    waiting_on,
+)
+from rollout.analysis.results import Decision, Measurement, MetricVerdict, Outcome, Verdict
+from rollout.analysis.wording import show
+from rollout.core.analysis_model import MetricSpec, NoData, ThresholdRange
 
 
 def check(value: float, bounds: ThresholdRange) -> Outcome:

@@ -1,0 +1,213 @@
+"""Durable per-stack journal of rollout state, and the one-driver-per-stack lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+from rollout.core.errors import DriverBusy, InvalidInput
+from rollout.core.state import RolloutState
+
+_log = logging.getLogger(__name__)
+
+
+def _fsync_directory(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _safe(stack: str) -> str:
+    return stack.replace("/", "__")
+
+
+class Journal:
+    """`<dir>/<stack>.json` holds the state; `<stack>.lock` is held while a driver runs."""
+
+    def __init__(self, directory: Path, stack: str) -> None:
+        self.directory = directory
+        self.stack = stack
+        self.path = directory / f"{_safe(stack)}.json"
+        self.lock_path = directory / f"{_safe(stack)}.lock"
+        self.requests_path = directory / f"{_safe(stack)}.requests.jsonl"
+        self.history_path = directory / f"{_safe(stack)}.history.jsonl"
+        self._lock: IO[str] | None = None
+
+    # -- state ------------------------------------------------------------------------
+
+    def load(self) -> RolloutState | None:
+        try:
+            return RolloutState.from_dict(json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError, KeyError) as err:
+            raise InvalidInput(
+                f"the rollout journal {self.path} is unreadable: {err}",
+                hint="inspect it; remove it only if the stack is known to be as before the rollout",
+            ) from err
+
+    def save(self, state: RolloutState) -> None:
+        """Atomic and durable: a crash leaves either the old or the new record, never half."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        with tmp.open("w") as handle:
+            json.dump(state.to_dict(), handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+        _fsync_directory(self.directory)
+
+    def archive(self, state: RolloutState) -> bool:
+        """Appends a finished rollout to the stack's history (read by status and the release
+        gates), durably, once: a rollout already there is not written again. Returns whether
+        it was written."""
+        if any(past.rollout_id == state.rollout_id for past in self.history()):
+            return False
+        self.directory.mkdir(parents=True, exist_ok=True)
+        created = not self.history_path.exists()
+        with self.history_path.open("a") as handle:
+            handle.write(json.dumps(state.to_dict(), sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if created:
+            _fsync_directory(self.directory)
+        return True
+
+    def history(self) -> list[RolloutState]:
+        """Finished rollouts, oldest first. A line that cannot be read (a write torn by a crash)
+        is skipped with a warning rather than hiding every other rollout."""
+        try:
+            lines = self.history_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        found = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                found.append(RolloutState.from_dict(json.loads(line)))
+            except (ValueError, TypeError, KeyError) as err:
+                _log.warning("skipping unreadable line %d of %s (%s)", number,
+                             self.history_path, err)
+        return found
+
+    def archive_if_missing(self) -> RolloutState | None:
+        """Archives a finished journal that never reached history (a crash between the two);
+        returns it if it did."""
+        state = self.load()
+        if state is not None and state.phase.terminal and self.archive(state):
+            return state
+        return None
+
+    # -- requests from people (approve / promote / abort) -----------------------------
+
+    def request(self, action: str, *, rollout_id: str | None = None, by: str = "",
+                reason: str = "") -> dict[str, Any]:
+        """Queues a request for one rollout (by default the unfinished one), durably.
+
+        The queue is append-only: a request is never overwritten by another, and the driver
+        records which ones it handled, so each acts once and only on its own rollout."""
+        if rollout_id is None:
+            state = self.load()
+            if state is None or state.phase.terminal:
+                raise InvalidInput(f"no unfinished rollout on stack {self.stack} to {action}",
+                                   hint="start one with `rollout run`")
+            rollout_id = state.rollout_id
+        entry = {"id": uuid.uuid4().hex[:12], "rollout_id": rollout_id, "action": action,
+                 "by": by or _who(), "at": time.time(), "reason": reason}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self.requests_path.open("a") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return entry
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every queued request, oldest first; a torn line is skipped."""
+        try:
+            lines = self.requests_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and {"id", "rollout_id", "action"} <= set(entry):
+                found.append(entry)
+        return found
+
+    # -- the driver lock --------------------------------------------------------------
+
+    def acquire(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handle = self.lock_path.open("a+")
+        try:
+            self._take(handle)
+        except DriverBusy:
+            handle.close()
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}")
+        handle.flush()
+        self._lock = handle
+
+    def release(self) -> None:
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def _take(self, handle: IO[str]) -> None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DriverBusy(
+                f"another rollout driver is running on stack {self.stack} ({holder})",
+                hint="watch it with `rollout status`, or stop it with `rollout abort`",
+            ) from None
+
+    def refuse_if_busy(self) -> None:
+        """Raises `DriverBusy`, naming the holder, when another driver holds the lock: an
+        answer in milliseconds, before the seconds it takes to load a stack's settings. The
+        driver still takes the lock itself; this is only the early, common-case refusal,
+        and it creates nothing."""
+        if self._lock is not None or not self.lock_path.exists():
+            return
+        with self.lock_path.open() as handle:
+            self._take(handle)
+
+    def driver_running(self) -> bool:
+        """Whether some process holds the lock (without taking it for long)."""
+        if self._lock is not None:
+            return True
+        try:
+            self.acquire()
+        except DriverBusy:
+            return True
+        self.release()
+        return False

@@ -1,0 +1,181 @@
+"""The Python API: the same rollout the CLI runs, for a team's own automation scripts.
+
+    from rollout import Rollouts
+    result = Rollouts(stack="staging").run("v2")
+    if result.outcome != "promoted": ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.settings import PROJECT, load_settings
+from rollout.adapters.journal import Journal
+from rollout.adapters.lab_layout import Layout
+from rollout.adapters.notify import notifier_from_env
+from rollout.adapters.paths import journal_dir, project_root
+from rollout.adapters.prometheus import default_prometheus
+from rollout.adapters.providers import provider_for
+from rollout.adapters.readback import ClusterReadback
+from rollout.adapters.stack import StackAdapter, validate_stack_name
+from rollout.adapters.toolchain import install_provider_plugin, locate, pulumi_environment
+from rollout.adapters.webhooks import WebhookCaller
+from rollout.app.analyzing import MetricAnalysis
+from rollout.app.driver import Driver, Progress, Target
+from rollout.core.errors import InvalidInput, SettingsError
+from rollout.core.policy import Policy, analysis_spec, load_policy
+from rollout.core.stackconfig import Keys, plain_config
+from rollout.core.state import RolloutState
+
+VERSION_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def engine_environment() -> dict[str, str]:
+    """The user's Pulumi/Kubernetes settings where given, else the lab's."""
+    layout = Layout.default()
+    home = Path(os.environ.get("PULUMI_HOME", layout.pulumi_home))
+    tools = locate()
+    install_provider_plugin(tools, home)
+    env = pulumi_environment(tools, pulumi_home=home, backend_dir=layout.pulumi_backend)
+    env["KUBECONFIG"] = os.environ.get("KUBECONFIG", str(layout.kubeconfig))
+    return env
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    outcome: str
+    phase: str
+    reason: str
+    state: RolloutState
+
+    @property
+    def exit_code(self) -> int:
+        return {"promoted": 0, "nothing-to-do": 0, "rolled-back": 1,
+                "infrastructure-failed": 3, "aborted": 4}.get(self.outcome, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "phase": self.phase, "reason": self.reason,
+                "exit_code": self.exit_code, "rollout": self.state.to_dict()}
+
+
+class Rollouts:
+    """Everything a person or pipeline does with the rollouts of one stack."""
+
+    def __init__(self, *, stack: str, project_dir: Path | None = None,
+                 on_progress: Progress | None = None, journal_directory: Path | None = None
+                 ) -> None:
+        self.stack_name = validate_stack_name(stack)
+        self.project_dir = project_dir or project_root()
+        self.on_progress = on_progress
+        self.journal = Journal(journal_directory or journal_dir(), self.stack_name)
+        self._adapter: StackAdapter | None = None
+
+    @property
+    def adapter(self) -> StackAdapter:
+        if self._adapter is None:
+            env = engine_environment()
+            self._adapter = StackAdapter(stack=self.stack_name, project_dir=self.project_dir,
+                                         env=env, pulumi_bin=locate().pulumi)
+        return self._adapter
+
+    def settings_and_policy(self) -> tuple[Any, Policy]:
+        raw = plain_config(self.adapter.config(), PROJECT)
+        analysis = raw.pop("analysis", None)
+        try:
+            settings = load_settings({**raw, "analysis": analysis} if analysis else raw)
+        except SettingsError as err:
+            raise InvalidInput(str(err), hint=f"fix stacks/Pulumi.{self.stack_name}.yaml "
+                               "or use `pulumi config set`") from err
+        return settings, load_policy(analysis, key=f"{PROJECT}:analysis")
+
+    def driver(self, *, leave_paused: bool = False) -> Driver:
+        # A rollout never creates a stack: a mistyped name must fail and change nothing.
+        self.adapter.stack(create=False)
+        settings, policy = self.settings_and_policy()
+        metric = None
+        if not policy.skip_analysis:
+            spec = analysis_spec(policy, default_address=default_prometheus())
+            metric = MetricAnalysis(spec=spec, provider=provider_for(spec.provider))
+        env = engine_environment()
+        context = self.adapter.config().get("kubernetes:context")
+        return Driver(
+            stack=self.adapter,
+            analysis=metric,  # type: ignore[arg-type]  # unused when skipAnalysis
+            readback=ClusterReadback(app=settings.app, namespace=settings.namespace,
+                                     router=settings.router, kubeconfig=env["KUBECONFIG"],
+                                     context=context.value if context else None),
+            journal=self.journal,
+            webhooks=WebhookCaller(policy.webhooks),
+            notifier=notifier_from_env(policy.slack_webhook_env),
+            clock=SystemClock(),
+            policy=policy,
+            target=Target(app=settings.app, namespace=settings.namespace,
+                          stable_version=settings.stable_version,
+                          canary_replicas=policy.canary_replicas or max(settings.replicas, 1)),
+            keys=Keys(PROJECT), stack_name=self.stack_name,
+            on_progress=self.on_progress, leave_paused=leave_paused,
+        )
+
+    # -- actions ----------------------------------------------------------------------
+
+    def run(self, version: str, *, leave_paused: bool = False) -> RolloutResult:
+        if not re.match(VERSION_TAG, version):
+            raise InvalidInput(f"{version!r} is not a valid image tag",
+                               hint="use letters, digits, '_', '.', '-' (at most 128)")
+        self.journal.refuse_if_busy()
+        return _result(self.driver(leave_paused=leave_paused).run(version))
+
+    def resume(self) -> RolloutResult:
+        self.journal.refuse_if_busy()
+        return _result(self.driver().resume())
+
+    def abort(self, reason: str = "aborted by a person") -> RolloutResult | None:
+        """Asks a running driver to revert, or reverts an orphaned rollout itself."""
+        if self.journal.driver_running():
+            self.journal.request("abort", rollout_id=self._require_running("abort"),
+                                 reason=reason)
+            return None
+        return _result(self.driver().abort(reason))
+
+    def approve(self) -> str:
+        """Queues an approval for the unfinished rollout; returns its id."""
+        rollout_id = self._require_running("approve")
+        self.journal.request("approve", rollout_id=rollout_id)
+        return rollout_id
+
+    def promote_now(self) -> str:
+        rollout_id = self._require_running("promote")
+        self.journal.request("promote", rollout_id=rollout_id)
+        return rollout_id
+
+    def status(self) -> RolloutState | None:
+        return self.journal.load()
+
+    def history(self) -> list[RolloutState]:
+        return self.journal.history()
+
+    def _require_running(self, action: str) -> str:
+        state = self.journal.load()
+        if state is None or state.phase.terminal:
+            raise InvalidInput(f"no rollout in progress on stack {self.stack_name} to {action}",
+                               hint="start one with `rollout run`")
+        return state.rollout_id
+
+
+def _result(state: RolloutState) -> RolloutResult:
+    outcome = str(state.outcome) if state.outcome else "unknown"
+    return RolloutResult(outcome=outcome, phase=str(state.phase), reason=state.reason,
+                         state=state)

@@ -1,0 +1,472 @@
+"""The `rollout` command line: thin wrappers that print results and map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from rollout.core.errors import Aborted, RolloutError
+
+console = Console(stderr=True)
+out = Console()
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help="text or json")]
+
+
+def fail(err: RolloutError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {err.message}")
+    if err.hint:
+        console.print(f"  [bold]fix:[/bold] {err.hint}")
+    return typer.Exit(err.exit_code)
+
+
+class _ErrorBoundary(TyperGroup):
+    """The one error boundary: whatever a command raises leaves with the README's exit code
+    and a message, never a traceback: a project error its own code and fix, Ctrl-C 4, anything
+    unexpected 3. Click's own exits (usage errors, --help) pass through."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+            raise
+        except RolloutError as err:
+            raise fail(err) from err
+        except KeyboardInterrupt:
+            console.print("[red]interrupted[/red]")
+            raise typer.Exit(Aborted.exit_code) from None
+        except Exception as err:
+            console.print(f"[red]error:[/red] unexpected {type(err).__name__}: {err}")
+            console.print("  [bold]fix:[/bold] this is a bug or an environment problem the "
+                          "tool does not name yet; the message above says what failed")
+            raise typer.Exit(3) from err
+
+
+app = typer.Typer(cls=_ErrorBoundary, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
+                  help="Canary releases for Kubernetes on the Pulumi Automation API.")
+lab_app = typer.Typer(no_args_is_help=True, help="The local lab: a real cluster and Prometheus.")
+app.add_typer(lab_app, name="lab")
+
+
+def _status_table(statuses: list) -> Table:
+    table = Table("component", "state", "pid", "endpoint")
+    colour = {"healthy": "green", "unhealthy": "red", "stopped": "yellow"}
+    for s in statuses:
+        table.add_row(s.name, f"[{colour[s.state]}]{s.state}[/]", str(s.pid or "-"), s.endpoint)
+    return table
+
+
+@lab_app.command("up")
+def lab_up(output: OutputOption = Output.text) -> None:
+    """Build the tools if needed and start the lab (a no-op when it is already up)."""
+    from rollout.lab.lab import Lab
+
+    lab = Lab()
+    statuses = lab.up(progress=lambda msg: console.print(f"[cyan]lab[/cyan] {msg}"))
+    if output is Output.json:
+        out.print_json(json.dumps({"components": [s.__dict__ for s in statuses],
+                                   "env": lab.environment()}))
+        return
+    out.print(_status_table(statuses))
+    out.print(f"Kubernetes API: {lab.api_server_url}   Prometheus: {lab.prometheus_url}")
+    out.print('Point kubectl and pulumi at it with:  eval "$(rollout lab env)"')
+
+
+@lab_app.command("down")
+def lab_down(
+    wipe: Annotated[bool, typer.Option(help="also delete the lab's state directory")] = False,
+) -> None:
+    """Stop every process the lab started (by PID), optionally wiping its state."""
+    from rollout.lab.lab import Lab
+
+    stopped = Lab().down(wipe=wipe, progress=lambda msg: console.print(f"[cyan]lab[/cyan] {msg}"))
+    if not stopped:
+        console.print("lab: nothing was running")
+
+
+@lab_app.command("status")
+def lab_status(output: OutputOption = Output.text) -> None:
+    """Report each lab component; exits 3 when any is not healthy."""
+    from rollout.lab.lab import Lab
+    from rollout.lab.traffic import running_traffic
+
+    lab = Lab()
+    statuses = lab.status()
+    traffic = [t.status() for t in running_traffic(lab.layout)]
+    if output is Output.json:
+        out.print_json(json.dumps({
+            "components": [{**s.__dict__, "state": s.state} for s in statuses],
+            "traffic": [{**t.__dict__, "state": t.state} for t in traffic]}, default=str))
+    else:
+        out.print(_status_table(statuses))
+        for t in traffic:
+            out.print(f"traffic {t.name}: {t.state} at {t.url}, weights {t.weights}, "
+                      f"versions {t.backends}")
+    if not statuses or not all(s.healthy for s in statuses):
+        raise typer.Exit(3)
+
+
+@lab_app.command("traffic")
+def lab_traffic(
+    app_name: Annotated[str, typer.Option("--app", help="the service's app name")] = "demo",
+    namespace: Annotated[str, typer.Option(help="its namespace")] = "lab",
+    router: Annotated[str, typer.Option(help="istio or gateway-api")] = "istio",
+    rps: Annotated[float, typer.Option(help="load generator rate (0: none)")] = 20.0,
+    stop: Annotated[bool, typer.Option(help="stop this service's traffic")] = False,
+) -> None:
+    """Live traffic for a lab service: a data plane that follows its route's weights, exports
+    Istio telemetry to the lab's Prometheus, and a steady load generator."""
+    from rollout.lab.lab import Lab
+    from rollout.lab.traffic import Traffic
+
+    lab = Lab()
+    traffic = Traffic(lab.layout, lab.ports, app=app_name, namespace=namespace,
+                      router=router, rps=rps)
+    if stop:
+        traffic.stop()
+        console.print(f"traffic for {namespace}/{app_name} stopped")
+        return
+    status = traffic.start()
+    out.print(f"traffic for {namespace}/{app_name}: {status.state} at {traffic.url} "
+              f"({rps:g} requests/s); stop with `rollout lab traffic --stop`")
+
+
+@lab_app.command("env")
+def lab_env() -> None:
+    """Print shell exports for kubectl and pulumi (use with eval)."""
+    from rollout.lab.lab import Lab
+
+    env = Lab().environment()
+    for key, value in env.items():
+        sys.stdout.write(f"export {key}={shlex.quote(value)}\n")
+
+
+StackOption = Annotated[str, typer.Option("--stack", "-s", help="the stack (environment)")]
+
+
+def _rollouts(stack: str, *, progress: bool = True):
+    from rollout.app.api import Rollouts
+    from rollout.cli.display import ProgressPrinter
+
+    printer = ProgressPrinter(console) if progress else None
+    return Rollouts(stack=stack, on_progress=printer)
+
+
+def _finish(result, output: Output) -> None:
+    if output is Output.json:
+        out.print_json(json.dumps(result.to_dict(), default=str))
+    else:
+        colour = "green" if result.exit_code == 0 else "red"
+        out.print(f"[{colour}]{result.outcome}[/{colour}]: {result.reason}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def run(
+    stack: StackOption,
+    version: Annotated[str, typer.Option("--version", "-v", help="image tag to roll out")],
+    leave_paused: Annotated[bool, typer.Option(
+        help="on SIGINT/SIGTERM leave the rollout where it is instead of reverting")] = False,
+    output: OutputOption = Output.text,
+) -> None:
+    """Roll VERSION out on STACK: canary, analysis between steps, promote or revert."""
+    result = _rollouts(stack).run(version, leave_paused=leave_paused)
+    _finish(result, output)
+
+
+@app.command()
+def resume(stack: StackOption, output: OutputOption = Output.text) -> None:
+    """Continue an unfinished rollout (after a crash, a kill or a paused signal)."""
+    result = _rollouts(stack).resume()
+    _finish(result, output)
+
+
+@app.command()
+def abort(
+    stack: StackOption,
+    reason: Annotated[str, typer.Option(help="why; shown in the outcome")] = "aborted by a person",
+    output: OutputOption = Output.text,
+) -> None:
+    """Revert the rollout now (asks the running driver, or reverts an orphaned one)."""
+    result = _rollouts(stack).abort(reason)
+    if result is None:
+        console.print("abort requested; the running driver reverts the stack now")
+        return
+    _finish(result, output)
+
+
+@app.command()
+def approve(stack: StackOption) -> None:
+    """Pass a manual pause of the running rollout."""
+    rollout_id = _rollouts(stack, progress=False).approve()
+    console.print(f"approval queued for rollout {rollout_id}; the driver passes the pause "
+                  "when it reaches it")
+
+
+@app.command()
+def promote(stack: StackOption) -> None:
+    """Promote the canary now, skipping the remaining steps."""
+    rollout_id = _rollouts(stack, progress=False).promote_now()
+    console.print(f"promotion requested for rollout {rollout_id}")
+
+
+@app.command()
+def status(stack: StackOption, output: OutputOption = Output.text) -> None:
+    """Phase, step, weight, last analysis and history of the stack's rollout."""
+    from rollout.cli.display import history_table, status_table
+
+    rollouts = _rollouts(stack, progress=False)
+    state = rollouts.status()
+    history = rollouts.history()
+    if output is Output.json:
+        out.print_json(json.dumps({"current": state.to_dict() if state else None,
+                                   "history": [h.to_dict() for h in history[-10:]]},
+                                  default=str))
+        return
+    if state is None:
+        out.print(f"no rollout has run on stack {stack}")
+        return
+    out.print(status_table(state))
+    if history:
+        out.print(history_table(history[-10:]))
+
+
+@app.command()
+def demo(
+    rps: Annotated[float, typer.Option(help="load generator rate")] = 20.0,
+    output: OutputOption = Output.text,
+) -> None:
+    """Lab up, deploy demo v1, roll out v2 (promoted) and v3 (caught, reverted), report."""
+    import time as _time
+
+    from rollout.cli.demo import run_demo
+    from rollout.cli.display import ProgressPrinter
+
+    started = _time.monotonic()
+    runs = run_demo(progress=ProgressPrinter(console), rps=rps,
+                    say=lambda msg: console.print(f"[bold cyan]demo[/bold cyan] {msg}"))
+    total = _time.monotonic() - started
+    ok = all(r.as_expected for r in runs)
+    if output is Output.json:
+        out.print_json(json.dumps({"ok": ok, "seconds": round(total, 1), "runs": [
+            {"version": r.version, "expected": r.expected, "seconds": round(r.seconds, 1),
+             "reports": {k: str(v) for k, v in r.reports.items()}, **r.result.to_dict()}
+            for r in runs]}, default=str))
+    else:
+        _demo_summary(runs, total)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _demo_summary(runs: list, total: float) -> None:
+    table = Table("version", "expected", "outcome", "analyses (weight, verdict)", "time",
+                  title="demo")
+    for r in runs:
+        state = r.result.state
+        verdicts = " ".join(f"{a['weight']}%{'✓' if a['passed'] else '✗'}"
+                            for a in state.analyses)
+        colour = "green" if r.as_expected else "red"
+        table.add_row(r.version, r.expected, f"[{colour}]{r.result.outcome}[/]", verdicts,
+                      f"{r.seconds:.0f}s")
+    out.print(table)
+    for r in runs:
+        out.print(f"[bold]{r.version}[/bold] {r.result.outcome}: {r.result.reason}")
+        if r.reports:
+            out.print(f"  report: {r.reports.get('html')}")
+    out.print(f"demo finished in {total:.0f}s")
+
+
+# -- environments: release what one stack proved onto the next (rollout.app.promotion) ----------
+
+
+def _gates_table(check) -> Table:
+    table = Table("gate", "", "detail", title=f"release {check.version or '?'} from "
+                  f"{check.source} to {check.target}")
+    for gate in check.gates:
+        mark = "[green]met[/green]" if gate.passed else "[red]NOT MET[/red]"
+        fix = f"\n[dim]fix: {gate.fix}[/dim]" if gate.fix and not gate.passed else ""
+        table.add_row(gate.name, mark, gate.detail + fix)
+    return table
+
+
+@app.command("release")
+def release_env(
+    target: Annotated[str, typer.Option("--to", help="the stack (environment) to release onto")],
+    source: Annotated[str | None, typer.Option(
+        "--from", help="the stack that proved the version "
+        "(default: canary-service:promotion.from of the target)")] = None,
+    approve: Annotated[bool, typer.Option(
+        "--approve", help="the manual approval, when the target requires one")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="release even a version the target has rolled back before")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="only evaluate the gates: exit 0 ready, 5 not")] = False,
+    output: OutputOption = Output.text,
+) -> None:
+    """Roll the version SOURCE runs out on TARGET, with TARGET's policy, once every gate is met."""
+    from rollout.app.promotion import GateNotMet, Release
+    from rollout.cli.display import ProgressPrinter
+
+    try:
+        release = Release(target=target, source=source, on_progress=ProgressPrinter(console))
+        check = release.check(approve=approve, force=force)
+        if dry_run:
+            _dry_run(check, output)
+        console.print(_gates_table(check))
+        result = release.apply(check, force=force)
+    except GateNotMet as err:
+        if output is Output.json:
+            out.print_json(json.dumps(err.details))
+        raise
+    _finish(result, output)
+
+
+def _dry_run(check, output: Output) -> None:
+    if output is Output.json:
+        out.print_json(json.dumps(check.to_dict()))
+    else:
+        out.print(_gates_table(check))
+        verdict = "up to date" if check.up_to_date else "ready" if check.ready else "blocked"
+        out.print(f"{check.target}: {verdict}")
+    raise typer.Exit(0 if check.ready or check.up_to_date else 5)
+
+
+@app.command("approve-release")
+def approve_release_cmd(
+    target: Annotated[str, typer.Option("--to", help="the stack the release goes to")],
+    version: Annotated[str, typer.Option("--version", "-v", help="the version approved")],
+    by: Annotated[str | None, typer.Option(help="who approves (default: $USER)")] = None,
+) -> None:
+    """Record a manual approval of releasing VERSION onto TARGET (for requireApproval)."""
+    import os
+
+    from rollout.app.promotion import approve_release
+
+    who = by or os.environ.get("USER") or "unknown"
+    approve_release(target, version, by=who)
+    console.print(f"release of {version} to {target} approved by {who}")
+
+
+@app.command()
+def envs(
+    stacks: Annotated[str | None, typer.Option(
+        help="comma-separated stacks in pipeline order, e.g. dev,staging,prod "
+        "(default: every stacks/Pulumi.<name>.yaml)")] = None,
+    output: OutputOption = Output.text,
+) -> None:
+    """Each environment's stable version, last rollout, and what is ready to release into it."""
+    from rollout.app.environments import pipeline
+
+    names = [s.strip() for s in stacks.split(",") if s.strip()] if stacks else None
+    views = pipeline(names)
+    if output is Output.json:
+        out.print_json(json.dumps([v.to_dict() for v in views]))
+        return
+    out.print(_envs_table(views))
+
+
+def _envs_table(views: list) -> Table:
+    from rollout.app.promotion import when
+
+    table = Table("env", "stable", "running", "last rollout", "release into it",
+                  title="environments")
+    for view in views:
+        env = view.env
+        last = env.last_rollout
+        rollout = (f"{last.candidate} {last.outcome or last.phase} {when(last.updated_at)}"
+                   if last else "-")
+        running = (env.deployed_image or "-").rsplit(":", 1)[-1] if env.exists else "no stack"
+        table.add_row(env.stack, env.stable_version or "-", running, rollout,
+                      _release_cell(view))
+    return table
+
+
+def _release_cell(view) -> str:
+    check = view.release
+    if check is None:
+        return "-"
+    head = f"{check.version or '?'} from {check.source}"
+    if check.up_to_date:
+        return f"{head}: up to date"
+    if check.ready:
+        return f"{head}: [green]ready[/green]"
+    return f"{head}: [red]blocked[/red] by " + ", ".join(g.name for g in check.unmet)
+
+
+@app.command()
+def analyze(
+    stack: StackOption,
+    start: Annotated[str, typer.Option(
+        help="ISO 8601 time (UTC without a zone) or a duration before now, e.g. -15m")] = "-15m",
+    end: Annotated[str, typer.Option(help="ISO 8601 time, a duration before now, or now")] = "now",
+    step: Annotated[str | None, typer.Option(
+        help="time between analyses, e.g. 1m (default: the analysis interval)")] = None,
+    output: OutputOption = Output.text,
+) -> None:
+    """Backtest: replay the stack's analysis over past metrics; changes nothing."""
+    from rollout.app.backtest import backtest_stack, table
+
+    result, workloads = backtest_stack(stack, start=start, end=end, step=step)
+    if output is Output.json:
+        out.print_json(json.dumps({"stack": stack, "namespace": workloads.namespace,
+                                   "canary": workloads.canary, "primary": workloads.primary,
+                                   **result.to_dict()}))
+        return
+    header, rows = table(result)
+    grid = Table(title=f"{result.judge} judge on {workloads.namespace}: "
+                 f"canary {workloads.canary} / primary {workloads.primary}")
+    for name in header:
+        grid.add_column(name, no_wrap=name != "reason", overflow="fold")
+    for row in rows:
+        grid.add_row(*row)
+    out.print(grid)
+    colour = "red" if result.rollback else "green"
+    out.print(f"[{colour}]{result.summary}[/{colour}]")
+
+
+@app.command("plan")
+def plan_cmd(
+    stack: StackOption,
+    rps: Annotated[float | None, typer.Option(
+        help="the service's requests/s, primary + canary (default: Prometheus, last 5m)")] = None,
+    base_error_rate: Annotated[float | None, typer.Option(
+        "--base-error-rate", help="the primary's 5xx share in percent, e.g. 0.5 "
+        "(default: Prometheus, last 5m)")] = None,
+    runs: Annotated[int | None, typer.Option(
+        help="simulated rollouts per candidate effect (default: 200 threshold, "
+        "100 sequential, 50 comparative)")] = None,
+    output: OutputOption = Output.text,
+) -> None:
+    """Pre-flight: the schedule, its duration, and the smallest regression the stack's judge
+    catches by each step at today's traffic; changes nothing."""
+    from rollout.app.preflight import plan_stack
+    from rollout.cli.plan_view import show_plan
+
+    found = plan_stack(stack, rps=rps, base_error_percent=base_error_rate, runs=runs)
+    if output is Output.json:
+        out.print_json(json.dumps(found.to_dict()))
+        return
+    show_plan(out, found)
+
+
+def main() -> None:
+    """The console entry point; errors are mapped to exit codes by `_ErrorBoundary`."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
