@@ -1,21 +1,13 @@
-"""Notifiers: where rollout events are announced. Slack-compatible webhook, or nothing."""
+"""Notifiers: where finished rollouts are announced. Today a Slack-compatible webhook."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
-from rollout.core.policy import redact_url, url_from_env
-
-
-class Notifier(Protocol):
-    def post(self, *, title: str, text: str, ok: bool, fields: dict[str, Any]) -> None: ...
-
-
-class NopNotifier:
-    def post(self, *, title: str, text: str, ok: bool, fields: dict[str, Any]) -> None:
-        return None
+from rollout.core.policy import Policy, redact_url, url_from_env
+from rollout.core.ports import Notifier
 
 
 class SlackNotifier:
@@ -46,8 +38,15 @@ class SlackNotifier:
             self.errors.append(type(err).__name__)
 
 
-def notifier_from_env(variable: str | None) -> Notifier:
-    if not variable:
-        return NopNotifier()
+def slack_from_env(variable: str) -> SlackNotifier:
+    """The Slack notifier whose URL the environment variable `variable` holds."""
     return SlackNotifier(url_from_env(variable, key="slackWebhookEnv",
                                       what="the Slack incoming webhook URL"))
+
+
+def notifiers_for(policy: Policy) -> list[Notifier]:
+    """Every notifier the policy configures; none is fine."""
+    found: list[Notifier] = []
+    if policy.slack_webhook_env:
+        found.append(slack_from_env(policy.slack_webhook_env))
+    return found

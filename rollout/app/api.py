@@ -17,7 +17,7 @@ from typing import Any
 from infra.settings import PROJECT, load_settings
 from rollout.adapters.journal import Journal
 from rollout.adapters.lab_layout import Layout
-from rollout.adapters.notify import notifier_from_env
+from rollout.adapters.notify import notifiers_for
 from rollout.adapters.paths import journal_dir, project_root
 from rollout.adapters.prometheus import default_prometheus
 from rollout.adapters.providers import provider_for
@@ -119,7 +119,7 @@ class Rollouts:
                                      context=context.value if context else None),
             journal=self.journal,
             webhooks=WebhookCaller(policy.webhooks),
-            notifier=notifier_from_env(policy.slack_webhook_env),
+            notifiers=notifiers_for(policy),
             clock=SystemClock(),
             policy=policy,
             target=Target(app=settings.app, namespace=settings.namespace,

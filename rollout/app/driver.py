@@ -11,13 +11,12 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from rollout.adapters.journal import Journal
-from rollout.adapters.notify import Notifier
 from rollout.adapters.processes import alive
 from rollout.adapters.webhooks import WebhookCaller
 from rollout.analysis.wording import metrics_line
@@ -30,7 +29,14 @@ from rollout.core.errors import (
     StackLocked,
 )
 from rollout.core.policy import HookType, Policy
-from rollout.core.ports import AnalysisContext, AnalysisPort, Clock, ReadbackPort, StackPort
+from rollout.core.ports import (
+    AnalysisContext,
+    AnalysisPort,
+    Clock,
+    Notifier,
+    ReadbackPort,
+    StackPort,
+)
 from rollout.core.routers import WEIGHT_STEP_TYPES
 from rollout.core.schedule import Step, build_schedule, promotion_weights
 from rollout.core.stack_data import ConfigEntry, UpSummary
@@ -103,12 +109,14 @@ class _Stop(Exception):
 
 class Driver:
     def __init__(self, *, stack: StackPort, analysis: AnalysisPort, readback: ReadbackPort,
-                 journal: Journal, webhooks: WebhookCaller, notifier: Notifier, clock: Clock,
+                 journal: Journal, webhooks: WebhookCaller, notifiers: Sequence[Notifier],
+                 clock: Clock,
                  policy: Policy, target: Target, keys: Keys, stack_name: str,
                  on_progress: Progress | None = None, leave_paused: bool = False,
                  targeted_steps: bool = True) -> None:
         self.stack, self.analysis, self.readback = stack, analysis, readback
-        self.journal, self.webhooks, self.notifier, self.clock = journal, webhooks, notifier, clock
+        self.journal, self.webhooks, self.clock = journal, webhooks, clock
+        self.notifiers = list(notifiers)
         self.policy, self.target, self.keys, self.stack_name = policy, target, keys, stack_name
         self.schedule: list[Step] = build_schedule(policy)
         self._progress = on_progress or (lambda state, msg: None)
@@ -757,12 +765,18 @@ class Driver:
     def _finished(self, state: RolloutState, *, ok: bool) -> None:
         if ok:
             self.webhooks.call_all("post-rollout", self._payload(state))
-        self.notifier.post(
-            title=f"{self.target.app} on {self.stack_name}: {state.outcome}",
-            text=state.reason, ok=ok,
-            fields={"candidate": state.candidate, "stable": state.stable,
-                    "failed checks": state.failed_checks},
-        )
+        for notifier in self.notifiers:
+            try:
+                notifier.post(
+                    title=f"{self.target.app} on {self.stack_name}: {state.outcome}",
+                    text=state.reason, ok=ok,
+                    fields={"candidate": state.candidate, "stable": state.stable,
+                            "failed checks": state.failed_checks},
+                )
+            except Exception as err:  # one broken notifier never stops the others
+                # The type only: a message may carry the notifier's URL.
+                self._progress(state, f"notifier {type(notifier).__name__} failed: "
+                                      f"{type(err).__name__}")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -80,3 +80,10 @@ class ReadbackPort(Protocol):
 class Clock(Protocol):
     def now(self) -> float: ...
     def sleep(self, seconds: float) -> None: ...
+
+
+class Notifier(Protocol):
+    """Announces a finished rollout somewhere people look (chat, paging). A notifier handles
+    its own delivery failures; the driver posts to each of its notifiers in turn."""
+
+    def post(self, *, title: str, text: str, ok: bool, fields: dict[str, Any]) -> None: ...

@@ -29,7 +29,7 @@ def test_a_crash_while_notifying_leaves_the_rollout_in_history(
     tmp_path: Path, script: list[bool], outcome: Outcome
 ) -> None:
     driver, _, _, journal = make(tmp_path, analysis=ScriptedAnalysis(script))
-    driver.notifier = DiesWhilePosting()
+    driver.notifiers = [DiesWhilePosting()]
     with pytest.raises(Killed):
         driver.run("v3")
     (recorded,) = journal.history()
@@ -71,3 +71,30 @@ def test_a_torn_last_line_is_skipped_with_a_warning(
     with caplog.at_level(logging.WARNING):
         assert [s.candidate for s in journal.history()] == ["v2"]
     assert "skipping unreadable line 2" in caplog.text
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.posts: list[str] = []
+
+    def post(self, *, title: str, text: str, ok: bool, fields: dict[str, Any]) -> None:
+        self.posts.append(title)
+
+
+class Broken:
+    def post(self, *, title: str, text: str, ok: bool, fields: dict[str, Any]) -> None:
+        raise RuntimeError("https://hooks.example/secret-token refused")
+
+
+def test_every_notifier_is_told_and_a_broken_one_stops_neither_the_rollout_nor_the_rest(
+    tmp_path: Path,
+) -> None:
+    driver, _, _, journal = make(tmp_path)
+    said: list[str] = []
+    driver._progress = lambda state, message: said.append(message)
+    first, last = Recording(), Recording()
+    driver.notifiers = [first, Broken(), last]
+    assert driver.run("v3").outcome is Outcome.PROMOTED
+    assert first.posts == last.posts == ["demo on lab: promoted"]
+    assert "notifier Broken failed: RuntimeError" in said
+    assert not any("secret-token" in message for message in said)

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from rollout.adapters.notify import NopNotifier, SlackNotifier, notifier_from_env
+from rollout.adapters.notify import SlackNotifier, notifiers_for, slack_from_env
 from rollout.adapters.webhooks import WebhookCaller, redact_url
 from rollout.core.errors import InvalidInput
 from rollout.core.policy import load_policy
@@ -77,11 +77,13 @@ def test_slack_notifier_posts_attachments_and_hides_its_url() -> None:
     assert "secret" not in repr(notifier)
 
 
-def test_notifier_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert isinstance(notifier_from_env(None), NopNotifier)
+def test_the_notifiers_a_policy_configures(monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics = [{"name": "request-success-rate", "thresholdRange": {"min": 99}}]
+    assert notifiers_for(load_policy({"metrics": metrics})) == []
     monkeypatch.delenv("SLACK_URL", raising=False)
     with pytest.raises(InvalidInput) as err:
-        notifier_from_env("SLACK_URL")
+        slack_from_env("SLACK_URL")
     assert "SLACK_URL" in str(err.value)
     monkeypatch.setenv("SLACK_URL", SECRET_URL)
-    assert isinstance(notifier_from_env("SLACK_URL"), SlackNotifier)
+    [slack] = notifiers_for(load_policy({"metrics": metrics, "slackWebhookEnv": "SLACK_URL"}))
+    assert isinstance(slack, SlackNotifier)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from rollout.adapters.notify import SlackNotifier, notifier_from_env
+from rollout.adapters.notify import SlackNotifier, slack_from_env
 from rollout.adapters.prometheus import PrometheusProvider
 from rollout.adapters.providers import provider_for
 from rollout.adapters.webhooks import WebhookCaller
@@ -293,12 +293,12 @@ def test_redact_url(url: str, path: bool, shown: str) -> None:
 
 def test_the_slack_notifier_resolves_and_redacts_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLACK_URL", f"https://hooks.slack.com/services/T0/B0/{SECRET}")
-    notifier = notifier_from_env("SLACK_URL")
+    notifier = slack_from_env("SLACK_URL")
     assert isinstance(notifier, SlackNotifier)
     assert repr(notifier) == "SlackNotifier(url='https://hooks.slack.com/***')"
     monkeypatch.setenv("SLACK_URL", SECRET)
     with pytest.raises(InvalidInput) as caught:
-        notifier_from_env("SLACK_URL")
+        slack_from_env("SLACK_URL")
     assert "does not hold an http(s) URL" in str(caught.value) and SECRET not in str(caught.value)
 
 

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from rollout.adapters.journal import Journal
-from rollout.adapters.notify import NopNotifier
 from rollout.adapters.webhooks import WebhookCaller
 from rollout.app.api import RolloutResult
 from rollout.app.driver import Driver, Target
@@ -45,7 +44,7 @@ def make(tmp_path: Path, *, policy: dict[str, Any] | None = None,
     pol: Policy = load_policy(raw)
     driver = Driver(
         stack=stack, analysis=analysis, readback=FakeReadback(stack), journal=journal,
-        webhooks=hooks or WebhookCaller([]), notifier=NopNotifier(), clock=clock or FakeClock(),
+        webhooks=hooks or WebhookCaller([]), notifiers=[], clock=clock or FakeClock(),
         policy=pol, target=Target(app="demo", namespace="lab", stable_version="v1",
                                   canary_replicas=1),
         keys=Keys(PROJECT), stack_name=STACK, leave_paused=leave_paused,
