@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from typer.core import TyperGroup
 
+from rollout.cli import views
 from rollout.core.errors import Aborted, RolloutError
 
 console = Console(stderr=True)
@@ -63,14 +63,6 @@ lab_app = typer.Typer(no_args_is_help=True, help="The local lab: a real cluster 
 app.add_typer(lab_app, name="lab")
 
 
-def _status_table(statuses: list) -> Table:
-    table = Table("component", "state", "pid", "endpoint")
-    colour = {"healthy": "green", "unhealthy": "red", "stopped": "yellow"}
-    for s in statuses:
-        table.add_row(s.name, f"[{colour[s.state]}]{s.state}[/]", str(s.pid or "-"), s.endpoint)
-    return table
-
-
 @lab_app.command("up")
 def lab_up(output: OutputOption = Output.text) -> None:
     """Build the tools if needed and start the lab (a no-op when it is already up)."""
@@ -79,10 +71,9 @@ def lab_up(output: OutputOption = Output.text) -> None:
     lab = Lab()
     statuses = lab.up(progress=lambda msg: console.print(f"[cyan]lab[/cyan] {msg}"))
     if output is Output.json:
-        out.print_json(json.dumps({"components": [s.__dict__ for s in statuses],
-                                   "env": lab.environment()}))
+        out.print_json(json.dumps(views.lab_json(statuses, env=lab.environment()), default=str))
         return
-    out.print(_status_table(statuses))
+    out.print(views.lab_table(statuses))
     out.print(f"Kubernetes API: {lab.api_server_url}   Prometheus: {lab.prometheus_url}")
     out.print('Point kubectl and pulumi at it with:  eval "$(rollout lab env)"')
 
@@ -109,11 +100,9 @@ def lab_status(output: OutputOption = Output.text) -> None:
     statuses = lab.status()
     traffic = [t.status() for t in running_traffic(lab.layout)]
     if output is Output.json:
-        out.print_json(json.dumps({
-            "components": [{**s.__dict__, "state": s.state} for s in statuses],
-            "traffic": [{**t.__dict__, "state": t.state} for t in traffic]}, default=str))
+        out.print_json(json.dumps(views.lab_json(statuses, traffic=traffic), default=str))
     else:
-        out.print(_status_table(statuses))
+        out.print(views.lab_table(statuses))
         for t in traffic:
             out.print(f"traffic {t.name}: {t.state} at {t.url}, weights {t.weights}, "
                       f"versions {t.backends}")
@@ -161,7 +150,7 @@ StackOption = Annotated[str, typer.Option("--stack", "-s", help="the stack (envi
 
 def _rollouts(stack: str, *, progress: bool = True):
     from rollout.app.api import Rollouts
-    from rollout.cli.display import ProgressPrinter
+    from rollout.cli.progress import ProgressPrinter
 
     printer = ProgressPrinter(console) if progress else None
     return Rollouts(stack=stack, on_progress=printer)
@@ -228,22 +217,18 @@ def promote(stack: StackOption) -> None:
 @app.command()
 def status(stack: StackOption, output: OutputOption = Output.text) -> None:
     """Phase, step, weight, last analysis and history of the stack's rollout."""
-    from rollout.cli.display import history_table, status_table
-
     rollouts = _rollouts(stack, progress=False)
     state = rollouts.status()
     history = rollouts.history()
     if output is Output.json:
-        out.print_json(json.dumps({"current": state.to_dict() if state else None,
-                                   "history": [h.to_dict() for h in history[-10:]]},
-                                  default=str))
+        out.print_json(json.dumps(views.status_json(state, history[-10:]), default=str))
         return
     if state is None:
         out.print(f"no rollout has run on stack {stack}")
         return
-    out.print(status_table(state))
+    out.print(views.status_table(state))
     if history:
-        out.print(history_table(history[-10:]))
+        out.print(views.history_table(history[-10:]))
 
 
 @app.command()
@@ -255,7 +240,7 @@ def demo(
     import time as _time
 
     from rollout.cli.demo import run_demo
-    from rollout.cli.display import ProgressPrinter
+    from rollout.cli.progress import ProgressPrinter
 
     started = _time.monotonic()
     runs = run_demo(progress=ProgressPrinter(console), rps=rps,
@@ -263,44 +248,13 @@ def demo(
     total = _time.monotonic() - started
     ok = all(r.as_expected for r in runs)
     if output is Output.json:
-        out.print_json(json.dumps({"ok": ok, "seconds": round(total, 1), "runs": [
-            {"version": r.version, "expected": r.expected, "seconds": round(r.seconds, 1),
-             "reports": {k: str(v) for k, v in r.reports.items()}, **r.result.to_dict()}
-            for r in runs]}, default=str))
+        out.print_json(json.dumps(views.demo_json(runs, total, ok=ok), default=str))
     else:
-        _demo_summary(runs, total)
+        views.show_demo(out, runs, total)
     raise typer.Exit(0 if ok else 1)
 
 
-def _demo_summary(runs: list, total: float) -> None:
-    table = Table("version", "expected", "outcome", "analyses (weight, verdict)", "time",
-                  title="demo")
-    for r in runs:
-        state = r.result.state
-        verdicts = " ".join(f"{a['weight']}%{'✓' if a['passed'] else '✗'}"
-                            for a in state.analyses)
-        colour = "green" if r.as_expected else "red"
-        table.add_row(r.version, r.expected, f"[{colour}]{r.result.outcome}[/]", verdicts,
-                      f"{r.seconds:.0f}s")
-    out.print(table)
-    for r in runs:
-        out.print(f"[bold]{r.version}[/bold] {r.result.outcome}: {r.result.reason}")
-        if r.reports:
-            out.print(f"  report: {r.reports.get('html')}")
-    out.print(f"demo finished in {total:.0f}s")
-
-
 # -- environments: release what one stack proved onto the next (rollout.app.promotion) ----------
-
-
-def _gates_table(check) -> Table:
-    table = Table("gate", "", "detail", title=f"release {check.version or '?'} from "
-                  f"{check.source} to {check.target}")
-    for gate in check.gates:
-        mark = "[green]met[/green]" if gate.passed else "[red]NOT MET[/red]"
-        fix = f"\n[dim]fix: {gate.fix}[/dim]" if gate.fix and not gate.passed else ""
-        table.add_row(gate.name, mark, gate.detail + fix)
-    return table
 
 
 @app.command("release")
@@ -319,14 +273,14 @@ def release_env(
 ) -> None:
     """Roll the version SOURCE runs out on TARGET, with TARGET's policy, once every gate is met."""
     from rollout.app.promotion import GateNotMet, Release
-    from rollout.cli.display import ProgressPrinter
+    from rollout.cli.progress import ProgressPrinter
 
     try:
         release = Release(target=target, source=source, on_progress=ProgressPrinter(console))
         check = release.check(approve=approve, force=force)
         if dry_run:
             _dry_run(check, output)
-        console.print(_gates_table(check))
+        console.print(views.gates_table(check))
         result = release.apply(check, force=force)
     except GateNotMet as err:
         if output is Output.json:
@@ -339,7 +293,7 @@ def _dry_run(check, output: Output) -> None:
     if output is Output.json:
         out.print_json(json.dumps(check.to_dict()))
     else:
-        out.print(_gates_table(check))
+        out.print(views.gates_table(check))
         verdict = "up to date" if check.up_to_date else "ready" if check.ready else "blocked"
         out.print(f"{check.target}: {verdict}")
     raise typer.Exit(0 if check.ready or check.up_to_date else 5)
@@ -372,39 +326,11 @@ def envs(
     from rollout.app.environments import pipeline
 
     names = [s.strip() for s in stacks.split(",") if s.strip()] if stacks else None
-    views = pipeline(names)
+    found = pipeline(names)
     if output is Output.json:
-        out.print_json(json.dumps([v.to_dict() for v in views]))
+        out.print_json(json.dumps([v.to_dict() for v in found]))
         return
-    out.print(_envs_table(views))
-
-
-def _envs_table(views: list) -> Table:
-    from rollout.app.promotion import when
-
-    table = Table("env", "stable", "running", "last rollout", "release into it",
-                  title="environments")
-    for view in views:
-        env = view.env
-        last = env.last_rollout
-        rollout = (f"{last.candidate} {last.outcome or last.phase} {when(last.updated_at)}"
-                   if last else "-")
-        running = (env.deployed_image or "-").rsplit(":", 1)[-1] if env.exists else "no stack"
-        table.add_row(env.stack, env.stable_version or "-", running, rollout,
-                      _release_cell(view))
-    return table
-
-
-def _release_cell(view) -> str:
-    check = view.release
-    if check is None:
-        return "-"
-    head = f"{check.version or '?'} from {check.source}"
-    if check.up_to_date:
-        return f"{head}: up to date"
-    if check.ready:
-        return f"{head}: [green]ready[/green]"
-    return f"{head}: [red]blocked[/red] by " + ", ".join(g.name for g in check.unmet)
+    out.print(views.envs_table(found))
 
 
 @app.command()
@@ -422,20 +348,10 @@ def analyze(
 
     result, workloads = backtest_stack(stack, start=start, end=end, step=step)
     if output is Output.json:
-        out.print_json(json.dumps({"stack": stack, "namespace": workloads.namespace,
-                                   "canary": workloads.canary, "primary": workloads.primary,
-                                   **result.to_dict()}))
+        out.print_json(json.dumps(views.backtest_json(stack, result, workloads)))
         return
     header, rows = table(result)
-    grid = Table(title=f"{result.judge} judge on {workloads.namespace}: "
-                 f"canary {workloads.canary} / primary {workloads.primary}")
-    for name in header:
-        grid.add_column(name, no_wrap=name != "reason", overflow="fold")
-    for row in rows:
-        grid.add_row(*row)
-    out.print(grid)
-    colour = "red" if result.rollback else "green"
-    out.print(f"[{colour}]{result.summary}[/{colour}]")
+    views.show_backtest(out, result, workloads, header, rows)
 
 
 @app.command("plan")
@@ -454,13 +370,12 @@ def plan_cmd(
     """Pre-flight: the schedule, its duration, and the smallest regression the stack's judge
     catches by each step at today's traffic; changes nothing."""
     from rollout.app.preflight import plan_stack
-    from rollout.cli.plan_view import show_plan
 
     found = plan_stack(stack, rps=rps, base_error_percent=base_error_rate, runs=runs)
     if output is Output.json:
         out.print_json(json.dumps(found.to_dict()))
         return
-    show_plan(out, found)
+    views.show_plan(out, found)
 
 
 def main() -> None:

@@ -1,0 +1,38 @@
+"""The live progress of a rollout in a terminal: one line per event, step, weight, verdicts."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+
+from rollout.core.state import RolloutState
+
+PHASE_COLOURS = {"Succeeded": "green", "Failed": "red", "RollingBack": "red",
+                 "Promoting": "cyan", "Finalising": "cyan", "Waiting": "yellow",
+                 "WaitingPromotion": "yellow"}
+
+
+class ProgressPrinter:
+    """A live log of the rollout (on stderr, so stdout stays clean for --output json)."""
+
+    def __init__(self, console: Console, *, steps: int | None = None) -> None:
+        self.console = console
+        self.steps = steps
+        self.started = time.monotonic()
+
+    def __call__(self, state: RolloutState, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        colour = PHASE_COLOURS.get(str(state.phase), "white")
+        steps = self.steps or state.total_steps
+        step = f"step {state.step + 1}/{steps}" if steps and state.step >= 0 else ""
+        left = ""
+        walking = str(state.phase) in ("Initializing", "Progressing", "Waiting")
+        if steps and walking and state.interval_seconds:
+            remaining = steps - max(state.step, 0)
+            left = f"~{remaining * state.interval_seconds:.0f}s left"
+        self.console.print(
+            f"[dim]{elapsed:6.1f}s[/dim] [{colour}]{state.phase!s:<16}[/{colour}] "
+            f"{step:<10} canary {state.weight:>3}%  failed {state.failed_checks}  "
+            f"{left:<10} {message}"
+        )
