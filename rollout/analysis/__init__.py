@@ -2,10 +2,13 @@
 
 from rollout.analysis.counters import Reading
 from rollout.analysis.errors import InvalidQuery, MetricQueryError
+from rollout.analysis.guards import guarded
 from rollout.analysis.judges import ComparativeJudge, SequentialJudge, ThresholdJudge
+from rollout.analysis.judging import Judge, Window
 from rollout.analysis.measuring import count_events, measure, read_counters, sample
 from rollout.analysis.memory import JudgeState
 from rollout.analysis.providers import MetricProvider, NopProvider
+from rollout.analysis.registry import JUDGES, judge_for
 from rollout.analysis.results import (
     Decision,
     EventCounts,
@@ -17,10 +20,12 @@ from rollout.analysis.results import (
 from rollout.analysis.templates import MetricQueries, Workloads, metric_queries, render
 
 __all__ = [
+    "JUDGES",
     "ComparativeJudge",
     "Decision",
     "EventCounts",
     "InvalidQuery",
+    "Judge",
     "JudgeState",
     "Measurement",
     "MetricProvider",
@@ -33,8 +38,11 @@ __all__ = [
     "SequentialJudge",
     "ThresholdJudge",
     "Verdict",
+    "Window",
     "Workloads",
     "count_events",
+    "guarded",
+    "judge_for",
     "measure",
     "metric_queries",
     "read_counters",

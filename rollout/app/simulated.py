@@ -1,7 +1,7 @@
 """Simulated rollouts: the project's own judges and failed-check rule, fed simulated traffic.
 
 Each run walks the schedule as the driver does: every analysis is judged by the real judge
-class (ThresholdJudge, SequentialJudge, ComparativeJudge, plus the driver's absolute guards
+class (ThresholdJudge, SequentialJudge, ComparativeJudge, plus the absolute guards (guarded)
 for the relative two) and counted by `add_check`; a passing analysis moves to the next step, a
 failed or inconclusive one holds the step, and `threshold` failed checks roll back.
 
@@ -31,9 +31,9 @@ from rollout.analysis import (
     ThresholdJudge,
     Verdict,
     Workloads,
+    guarded,
     metric_queries,
 )
-from rollout.app.analyzing import guarded
 from rollout.core.analysis_model import AnalysisSpec, MetricSpec
 from rollout.core.durations import format_duration, parse_duration
 from rollout.core.errors import InvalidInput
@@ -336,13 +336,22 @@ def bucket_index(slow_ms: float) -> int:
         + " (the sequential judge counts requests above that bucket)")
 
 
+# Each judge kind fed simulated traffic; planning a kind missing here is refused.
+_ANALYSTS: dict[str, type[_Threshold | _Sequential | _Comparative]] = {
+    "threshold": _Threshold,
+    "sequential": _Sequential,
+    "comparative": _Comparative,
+}
+
+
 def _analyst(spec: AnalysisSpec, workloads: Workloads) -> _Analyst:
-    metrics = _Metrics(spec, workloads)
-    if spec.judge.kind == "sequential":
-        return _Sequential(metrics)
-    if spec.judge.kind == "comparative":
-        return _Comparative(metrics)
-    return _Threshold(metrics)
+    analyst = _ANALYSTS.get(spec.judge.kind)
+    if analyst is None:
+        raise InvalidInput(
+            f"the {spec.judge.kind} judge cannot be simulated; the kinds that can are "
+            f"{', '.join(sorted(_ANALYSTS))}",
+            hint="plan with one of those judges, or backtest this one (rollout analyze)")
+    return analyst(_Metrics(spec, workloads))
 
 
 # -- rollouts ------------------------------------------------------------------------------
