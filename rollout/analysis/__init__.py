@@ -13,8 +13,8 @@ from rollout.analysis.results import (
     Decision,
     EventCounts,
     Measurement,
+    MetricOutcome,
     MetricVerdict,
-    Outcome,
     Verdict,
 )
 from rollout.analysis.templates import MetricQueries, Workloads, metric_queries, render
@@ -28,12 +28,12 @@ __all__ = [
     "Judge",
     "JudgeState",
     "Measurement",
+    "MetricOutcome",
     "MetricProvider",
     "MetricQueries",
     "MetricQueryError",
     "MetricVerdict",
     "NopProvider",
-    "Outcome",
     "Reading",
     "SequentialJudge",
     "ThresholdJudge",

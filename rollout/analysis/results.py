@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class Outcome(enum.StrEnum):
+class MetricOutcome(enum.StrEnum):
     """One metric's result. HIGH / LOW say which way it moved or crossed a bound."""
 
     PASS = "PASS"
@@ -71,7 +71,7 @@ class MetricVerdict:
     """One metric's result and a sentence saying why; `failed` is what counts against the run."""
 
     metric: str
-    result: Outcome
+    result: MetricOutcome
     failed: bool
     reason: str
     canary: float | None = None

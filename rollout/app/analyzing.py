@@ -9,8 +9,8 @@ from rollout.analysis import (
     Decision,
     InvalidQuery,
     JudgeState,
+    MetricOutcome,
     MetricProvider,
-    Outcome,
     Verdict,
     Window,
     Workloads,
@@ -62,7 +62,7 @@ class MetricAnalysis:
                                       workloads=workloads, seconds=ctx.interval_seconds,
                                       end=at, state=JudgeState.from_dict(judge_state))
         failed = verdict.failed_metrics
-        if failed and all(m.result is Outcome.ERROR for m in failed):
+        if failed and all(m.result is MetricOutcome.ERROR for m in failed):
             # Nothing was measured, so this is no verdict on the version: the driver reverts
             # as an infrastructure failure (exit 3), which no release gate counts against it.
             raise InfrastructureError(

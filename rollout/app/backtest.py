@@ -13,10 +13,10 @@ from rollout.adapters.providers import provider_for
 from rollout.analysis import (
     Decision,
     JudgeState,
+    MetricOutcome,
     MetricProvider,
     MetricQueryError,
     MetricVerdict,
-    Outcome,
     Verdict,
     Workloads,
 )
@@ -34,16 +34,16 @@ _SEQUENTIAL_TESTS = ("errors", "slow-requests")
 
 
 @dataclass(frozen=True)
-class Window:
+class TimeSpan:
     start: datetime
     end: datetime
 
 
 @dataclass(frozen=True)
-class Check:
+class ReplayedCheck:
     """One analysis as the rollout would have run it at `window.end`, with the running tally."""
 
-    window: Window
+    window: TimeSpan
     verdict: Verdict
     failed_checks: int
     inconclusive: int
@@ -59,7 +59,7 @@ class Rollback:
 
 @dataclass(frozen=True)
 class Backtest:
-    checks: tuple[Check, ...]
+    checks: tuple[ReplayedCheck, ...]
     threshold: int
     rollback: Rollback | None
     judge: str = "threshold"
@@ -106,7 +106,7 @@ def parse_when(text: str, *, now: datetime) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
-def windows(*, start: datetime, end: datetime, length: float, step: float) -> list[Window]:
+def windows(*, start: datetime, end: datetime, length: float, step: float) -> list[TimeSpan]:
     """`length`-second windows ending every `step` seconds, the first one ending at start+length."""
     span = (end - start).total_seconds()
     if span < length:
@@ -123,11 +123,11 @@ def windows(*, start: datetime, end: datetime, length: float, step: float) -> li
             hint="use a larger --step or a shorter range",
         )
     ends = (start + timedelta(seconds=length + i * step) for i in range(count))
-    return [Window(end - timedelta(seconds=length), end) for end in ends]
+    return [TimeSpan(end - timedelta(seconds=length), end) for end in ends]
 
 
 def plan(spec: AnalysisSpec, *, start: str, end: str, step: str | None,
-         now: datetime) -> list[Window]:
+         now: datetime) -> list[TimeSpan]:
     """The windows to judge between `start` and `end`, one analysis interval long each."""
     first, last = parse_when(start, now=now), parse_when(end, now=now)
     if last <= first:
@@ -147,8 +147,8 @@ def plan(spec: AnalysisSpec, *, start: str, end: str, step: str | None,
 # -- judging ------------------------------------------------------------------------------
 
 
-def tally(judged: Iterable[tuple[Window, Verdict]], *, threshold: int,
-          max_inconclusive: int) -> list[Check]:
+def tally(judged: Iterable[tuple[TimeSpan, Verdict]], *, threshold: int,
+          max_inconclusive: int) -> list[ReplayedCheck]:
     """Failed checks as the driver counts them (rollout.core.tally)."""
     checks = []
     running = Tally()
@@ -156,12 +156,12 @@ def tally(judged: Iterable[tuple[Window, Verdict]], *, threshold: int,
         running = add_check(running, passed=_PASSED[verdict.result],
                             failed_checks=verdict.failed_checks, final=verdict.final,
                             threshold=threshold, max_inconclusive=max_inconclusive)
-        checks.append(Check(window, verdict, running.failed, running.inconclusive,
+        checks.append(ReplayedCheck(window, verdict, running.failed, running.inconclusive,
                             running.note))
     return checks
 
 
-def first_rollback(checks: Sequence[Check], *, threshold: int) -> Rollback | None:
+def first_rollback(checks: Sequence[ReplayedCheck], *, threshold: int) -> Rollback | None:
     for check in checks:
         if check.failed_checks >= threshold:
             return Rollback(check.window.end, check.failed_checks, check.note)
@@ -178,7 +178,7 @@ class Replay:
         self.workloads = workloads
         self._state = JudgeState()
 
-    def judge(self, window: Window) -> Verdict:
+    def judge(self, window: TimeSpan) -> Verdict:
         verdict, self._state = judge_window(
             spec=self.spec, provider=self.provider, workloads=self.workloads,
             seconds=(window.end - window.start).total_seconds(), end=window.end,
@@ -187,7 +187,7 @@ class Replay:
 
 
 def backtest(*, spec: AnalysisSpec, provider: MetricProvider, workloads: Workloads,
-             windows: Sequence[Window]) -> Backtest:
+             windows: Sequence[TimeSpan]) -> Backtest:
     """Judges every window in order and finds where the rollout would have rolled back."""
     replay = Replay(spec=spec, provider=provider, workloads=workloads)
     checks = tally(((window, replay.judge(window)) for window in windows),
@@ -268,7 +268,7 @@ def _metric_names(result: Backtest) -> list[str]:
 def _cell(metric: MetricVerdict | None, result: Backtest) -> str:
     if metric is None:
         return "-"
-    if metric.result in (Outcome.NO_DATA, Outcome.ERROR):
+    if metric.result in (MetricOutcome.NO_DATA, MetricOutcome.ERROR):
         text = str(metric.result)
     else:
         canary, primary = metric.canary, metric.primary
@@ -295,21 +295,21 @@ def brief(verdict: Verdict, result: Backtest) -> str:
 
 def _brief_metric(metric: MetricVerdict, result: Backtest) -> str:
     unit = dict(result.units).get(metric.metric, "")
-    if metric.result is Outcome.NO_DATA:
+    if metric.result is MetricOutcome.NO_DATA:
         return f"{metric.metric}: no data"
-    if metric.result is Outcome.ERROR:
+    if metric.result is MetricOutcome.ERROR:
         return metric.reason
     if result.judge == "sequential":
         return (f"{metric.metric}: canary {_value(metric, metric.canary, result)} against "
                 f"{_value(metric, metric.primary, result)}, evidence {show(metric.statistic)}")
     if result.judge == "comparative":
-        way = "higher" if metric.result is Outcome.HIGH else "lower"
+        way = "higher" if metric.result is MetricOutcome.HIGH else "lower"
         return f"{metric.metric} significantly {way} than the primary (p={metric.p_value:.3g})"
     return (f"{metric.metric} {show(metric.canary, unit)} not "
             f"{bounds(metric.minimum, metric.maximum, unit)}")
 
 
-def _check_dict(check: Check) -> dict[str, Any]:
+def _check_dict(check: ReplayedCheck) -> dict[str, Any]:
     return {
         "start": _when(check.window.start),
         "end": _when(check.window.end),

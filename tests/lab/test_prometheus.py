@@ -18,7 +18,7 @@ from rollout.analysis import (
     EventCounts,
     InvalidQuery,
     JudgeState,
-    Outcome,
+    MetricOutcome,
     SequentialJudge,
     ThresholdJudge,
     Workloads,
@@ -137,7 +137,7 @@ def test_builtin_metrics_come_back_for_canary_and_primary(
     assert duration.primary == pytest.approx((175.0,), abs=2)
     verdict = ThresholdJudge(metrics=spec.metrics).judge((success, duration))
     assert verdict.result is Decision.FAIL and verdict.failed_checks == 1
-    assert [m.result for m in verdict.metrics] == [Outcome.LOW, Outcome.PASS]
+    assert [m.result for m in verdict.metrics] == [MetricOutcome.LOW, MetricOutcome.PASS]
 
 
 def test_a_canary_failing_every_request_has_no_success_not_no_data(
@@ -148,7 +148,7 @@ def test_a_canary_failing_every_request_has_no_success_not_no_data(
     (success,) = measure(analysis=spec, provider=prometheus, workloads=ALLBAD)
     assert success.canary == (0.0,) and success.primary == (100.0,)
     verdict = ThresholdJudge(metrics=spec.metrics).judge((success,))
-    assert verdict.result is Decision.FAIL and verdict.metrics[0].result is Outcome.LOW
+    assert verdict.result is Decision.FAIL and verdict.metrics[0].result is MetricOutcome.LOW
     idle = Workloads(ALLBAD.namespace, canary="feed-idle", primary=ALLBAD.primary)
     (success,) = measure(analysis=spec, provider=prometheus, workloads=idle)
     assert success.canary == ()  # no requests at all is still no data, not 0%
@@ -170,7 +170,7 @@ def test_a_custom_template_with_variables(
     assert errors.canary == pytest.approx((2.0,), rel=0.01)  # 20 req/s, 10% 5xx
     assert errors.primary == pytest.approx((0.5,), rel=0.01)  # 50 req/s, 1% 5xx
     verdict = ThresholdJudge(metrics=spec.metrics).judge((errors,))
-    assert verdict.metrics[0].result is Outcome.HIGH
+    assert verdict.metrics[0].result is MetricOutcome.HIGH
 
 
 def test_a_query_without_series_is_no_data_and_never_passes(
@@ -184,7 +184,7 @@ def test_a_query_without_series_is_no_data_and_never_passes(
     assert teapots.error is None and teapots.canary == ()
     verdict = ThresholdJudge(metrics=spec.metrics).judge((teapots,))
     assert verdict.result is Decision.INCONCLUSIVE
-    assert verdict.metrics[0].result is Outcome.NO_DATA and not verdict.metrics[0].failed
+    assert verdict.metrics[0].result is MetricOutcome.NO_DATA and not verdict.metrics[0].failed
     step = MetricAnalysis(spec=spec, provider=prometheus).analyze(_context(NODATA), {})
     assert step.passed is None and step.failed_checks == 0 and "no data" in step.reason
     strict = _spec([{"name": "teapots", "query": query, "thresholdRange": {"max": 1}}],
@@ -203,7 +203,7 @@ def test_a_promql_syntax_error_is_an_invalid_query_naming_it(
     spec = _spec([{"name": "broken", "query": bad, "thresholdRange": {"max": 1}}])
     verdict = ThresholdJudge(metrics=spec.metrics).judge(
         measure(analysis=spec, provider=prometheus, workloads=BROKEN))
-    assert verdict.result is Decision.FAIL and verdict.metrics[0].result is Outcome.ERROR
+    assert verdict.result is Decision.FAIL and verdict.metrics[0].result is MetricOutcome.ERROR
     assert bad in verdict.reason
 
 
@@ -215,7 +215,7 @@ def test_prometheus_down_is_an_error_that_never_passes() -> None:
     verdict = ThresholdJudge(metrics=spec.metrics).judge(
         measure(analysis=spec, provider=down, workloads=DOWN))
     assert verdict.result is Decision.FAIL
-    assert verdict.metrics[0].result is Outcome.ERROR and verdict.metrics[0].failed
+    assert verdict.metrics[0].result is MetricOutcome.ERROR and verdict.metrics[0].failed
     # In a rollout that is no verdict on the version but an infrastructure failure (exit 3).
     with pytest.raises(InfrastructureError) as failed:
         MetricAnalysis(spec=spec, provider=down).analyze(_context(DOWN), {})

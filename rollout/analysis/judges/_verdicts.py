@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rollout.analysis.results import Decision, Measurement, MetricVerdict, Outcome
+from rollout.analysis.results import Decision, Measurement, MetricOutcome, MetricVerdict
 from rollout.core.analysis_model import MetricSpec, NoData
 
 
@@ -18,7 +18,7 @@ def spec_of(metrics: dict[str, MetricSpec], measurement: Measurement) -> MetricS
 def query_failed(measurement: Measurement, error: str) -> MetricVerdict:
     return MetricVerdict(
         metric=measurement.metric,
-        result=Outcome.ERROR,
+        result=MetricOutcome.ERROR,
         failed=True,
         reason=f"{measurement.metric} could not be measured over {measurement.window}: {error}",
         query=measurement.query,
@@ -35,7 +35,7 @@ def no_data(
     effect = "counted as a failed check" if counted else "inconclusive, the step waits"
     return MetricVerdict(
         metric=measurement.metric,
-        result=Outcome.NO_DATA,
+        result=MetricOutcome.NO_DATA,
         failed=counted,
         reason=(
             f"{measurement.metric} had no data for {whose} over {measurement.window}, "
@@ -60,7 +60,7 @@ def decision(verdicts: Sequence[MetricVerdict]) -> Decision:
     """FAIL if any metric failed, else INCONCLUSIVE if any had no data, else PASS."""
     if any(verdict.failed for verdict in verdicts):
         return Decision.FAIL
-    if any(verdict.result is Outcome.NO_DATA for verdict in verdicts):
+    if any(verdict.result is MetricOutcome.NO_DATA for verdict in verdicts):
         return Decision.INCONCLUSIVE
     return Decision.PASS
 
@@ -68,5 +68,5 @@ def decision(verdicts: Sequence[MetricVerdict]) -> Decision:
 def waiting_on(verdicts: Sequence[MetricVerdict]) -> str:
     """Why a run without failures is still inconclusive: each metric that had no data."""
     return "inconclusive: " + "; ".join(
-        v.reason for v in verdicts if v.result is Outcome.NO_DATA and not v.failed
+        v.reason for v in verdicts if v.result is MetricOutcome.NO_DATA and not v.failed
     )

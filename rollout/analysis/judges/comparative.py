@@ -20,7 +20,7 @@ from rollout.analysis.judges._verdicts import (
     summary,
     waiting_on,
 )
-from rollout.analysis.results import Decision, Measurement, MetricVerdict, Outcome, Verdict
+from rollout.analysis.results import Decision, Measurement, MetricOutcome, MetricVerdict, Verdict
 from rollout.analysis.wording import share, show
 from rollout.core.analysis_model import Direction, JudgeSpec, MetricSpec, NoData
 from rollout.core.mann_whitney import mann_whitney, samples_needed
@@ -30,7 +30,7 @@ from rollout.core.mann_whitney import mann_whitney, samples_needed
 class Comparison:
     """Canary minus primary: Mann-Whitney p-value, Hodges-Lehmann shift and its interval."""
 
-    outcome: Outcome
+    outcome: MetricOutcome
     p_value: float
     shift: float
     low: float
@@ -88,12 +88,12 @@ def compare(
     shift, low, high = hodges_lehmann(c, p, confidence=confidence)
     effect = relative_effect(c, p)
     canary_greater = test.statistic > len(c) * len(p) / 2
-    outcome = Outcome.PASS
+    outcome = MetricOutcome.PASS
     if p_value < alpha:
         if canary_greater and worse != "lower-is-worse" and effect >= min_effect:
-            outcome = Outcome.HIGH
+            outcome = MetricOutcome.HIGH
         elif not canary_greater and worse != "higher-is-worse" and effect <= -min_effect:
-            outcome = Outcome.LOW
+            outcome = MetricOutcome.LOW
     return Comparison(
         outcome=outcome,
         p_value=p_value,
@@ -114,7 +114,7 @@ def score(
 
     Metrics with ignored missing data are not counted; no counted metric gives no score.
     """
-    counted = [v for v in verdicts if v.failed or v.result is Outcome.PASS]
+    counted = [v for v in verdicts if v.failed or v.result is MetricOutcome.PASS]
     critical = any(v.failed and metrics[v.metric].critical for v in verdicts)
     total = sum(metrics[v.metric].weight for v in counted)
     if total == 0:
@@ -189,7 +189,7 @@ class ComparativeJudge:
         return MetricVerdict(
             metric=measurement.metric,
             result=found.outcome,
-            failed=found.outcome is not Outcome.PASS,
+            failed=found.outcome is not MetricOutcome.PASS,
             reason=_reason(measurement, found, alpha=self._spec.alpha),
             canary=found.canary_median,
             primary=found.primary_median,
@@ -211,7 +211,7 @@ def _too_few(
     """Not a pass: with fewer samples no result could be significant, so the step waits."""
     return MetricVerdict(
         metric=measurement.metric,
-        result=Outcome.NO_DATA,
+        result=MetricOutcome.NO_DATA,
         failed=False,
         reason=(
             f"{measurement.metric}: {sizes[0]} canary and {sizes[1]} primary samples over "
@@ -241,9 +241,9 @@ def _reason(measurement: Measurement, found: Comparison, *, alpha: float) -> str
         f"[{show(found.low, unit)}, {show(found.high, unit)}], "
         f"mean change {_signed(found.effect)}, p={found.p_value:.3g}"
     )
-    if found.outcome is Outcome.HIGH:
+    if found.outcome is MetricOutcome.HIGH:
         return f"{facts}: significantly higher (alpha {alpha:g}) (query: {measurement.query})"
-    if found.outcome is Outcome.LOW:
+    if found.outcome is MetricOutcome.LOW:
         return f"{facts}: significantly lower (alpha {alpha:g}) (query: {measurement.query})"
     return f"{facts}: no significant regression"
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from rollout.analysis.judges._verdicts import summary
 from rollout.analysis.memory import JudgeState
-from rollout.analysis.results import Decision, EventCounts, MetricVerdict, Outcome, Verdict
+from rollout.analysis.results import Decision, EventCounts, MetricOutcome, MetricVerdict, Verdict
 from rollout.analysis.wording import share, show
 from rollout.core.analysis_model import JudgeSpec, NoData
 
@@ -118,9 +118,9 @@ class SequentialJudge:
         return state, self._verdict(tuple(verdicts))
 
     def _verdict(self, verdicts: tuple[MetricVerdict, ...]) -> Verdict:
-        proven = any(v.result is Outcome.HIGH for v in verdicts)
+        proven = any(v.result is MetricOutcome.HIGH for v in verdicts)
         failed = any(v.failed for v in verdicts)
-        waiting = [v for v in verdicts if v.result is Outcome.NO_DATA and not v.failed]
+        waiting = [v for v in verdicts if v.result is MetricOutcome.NO_DATA and not v.failed]
         if failed:
             result = Decision.FAIL
         elif waiting:
@@ -157,7 +157,7 @@ class SequentialJudge:
         proven = best >= self.bar
         return state, MetricVerdict(
             metric=kind,
-            result=Outcome.HIGH if proven else Outcome.PASS,
+            result=MetricOutcome.HIGH if proven else MetricOutcome.PASS,
             failed=proven,
             reason=self._reason(kind, history, evidence=best if proven else evidence),
             canary=_rate(history, canary=True),
@@ -171,7 +171,7 @@ class SequentialJudge:
         counted = self._on_no_data == "fail"
         return MetricVerdict(
             metric=kind,
-            result=Outcome.NO_DATA,
+            result=MetricOutcome.NO_DATA,
             failed=counted,
             reason=f"{_DESCRIPTIONS[kind][0]}: no data, {missing}; "
             + ("counted as a failed check" if counted else "inconclusive, the step waits")
@@ -223,7 +223,7 @@ def _missing(counts: EventCounts) -> str | None:
 def _broken(kind: str, counts: EventCounts, error: str) -> MetricVerdict:
     return MetricVerdict(
         metric=kind,
-        result=Outcome.ERROR,
+        result=MetricOutcome.ERROR,
         failed=True,
         reason=f"{_DESCRIPTIONS[kind][0]} could not be counted: {error}",
         window=counts.window,

@@ -13,18 +13,18 @@ from rollout.analysis.judges._verdicts import (
     summary,
     waiting_on,
 )
-from rollout.analysis.results import Decision, Measurement, MetricVerdict, Outcome, Verdict
+from rollout.analysis.results import Decision, Measurement, MetricOutcome, MetricVerdict, Verdict
 from rollout.analysis.wording import show
 from rollout.core.analysis_model import MetricSpec, NoData, ThresholdRange
 
 
-def check(value: float, bounds: ThresholdRange) -> Outcome:
+def check(value: float, bounds: ThresholdRange) -> MetricOutcome:
     """LOW below min, HIGH above max, else PASS. NaN never passes: callers treat it as no data."""
     if bounds.min is not None and value < bounds.min:
-        return Outcome.LOW
+        return MetricOutcome.LOW
     if bounds.max is not None and value > bounds.max:
-        return Outcome.HIGH
-    return Outcome.PASS
+        return MetricOutcome.HIGH
+    return MetricOutcome.PASS
 
 
 class ThresholdJudge:
@@ -73,7 +73,7 @@ class ThresholdJudge:
         return MetricVerdict(
             metric=measurement.metric,
             result=outcome,
-            failed=outcome is not Outcome.PASS,
+            failed=outcome is not MetricOutcome.PASS,
             reason=_reason(measurement, spec.threshold_range, value, outcome),
             canary=value,
             primary=_primary_value(measurement),
@@ -89,12 +89,12 @@ def _primary_value(measurement: Measurement) -> float | None:
 
 
 def _reason(
-    measurement: Measurement, bounds: ThresholdRange, value: float, outcome: Outcome
+    measurement: Measurement, bounds: ThresholdRange, value: float, outcome: MetricOutcome
 ) -> str:
     unit = measurement.unit
-    if outcome is Outcome.LOW:
+    if outcome is MetricOutcome.LOW:
         verdict = f"below the minimum {show(bounds.min, unit)}"
-    elif outcome is Outcome.HIGH:
+    elif outcome is MetricOutcome.HIGH:
         verdict = f"above the maximum {show(bounds.max, unit)}"
     else:
         limits = [f"min {show(bounds.min, unit)}"] if bounds.min is not None else []

@@ -89,7 +89,7 @@ class Broken:
 def test_every_notifier_is_told_and_a_broken_one_stops_neither_the_rollout_nor_the_rest(
     tmp_path: Path,
 ) -> None:
-    driver, _, _, journal = make(tmp_path)
+    driver, *_ = make(tmp_path)
     said: list[str] = []
     driver._progress = lambda state, message: said.append(message)
     first, last = Recording(), Recording()

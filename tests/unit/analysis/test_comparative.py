@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rollout.analysis import ComparativeJudge, Decision, Measurement, Outcome
+from rollout.analysis import ComparativeJudge, Decision, Measurement, MetricOutcome
 from rollout.analysis.judges.comparative import compare, hodges_lehmann
 from rollout.core.analysis_model import JudgeSpec, MetricSpec
 
@@ -24,7 +24,7 @@ def _compare(canary: list[float], primary: list[float], **kwargs: object):
 
 def test_a_clear_increase_is_high_with_the_exact_p_value() -> None:
     found = _compare(HIGH_SIDE, LOW_SIDE)
-    assert found is not None and found.outcome is Outcome.HIGH
+    assert found is not None and found.outcome is MetricOutcome.HIGH
     assert found.p_value == pytest.approx(1 / 252)  # one ordering out of C(10, 5)
     assert (found.shift, found.low, found.high) == (5.0, 2.0, 8.0)
     assert found.effect == pytest.approx(5 / 3)  # means 8 vs 3, relative (8 - 3) / 3
@@ -39,29 +39,29 @@ def test_hodges_lehmann_is_the_median_pairwise_difference() -> None:
 
 
 def test_direction_decides_what_counts_as_worse() -> None:
-    assert _compare(HIGH_SIDE, LOW_SIDE, worse="lower-is-worse").outcome is Outcome.PASS
-    assert _compare(LOW_SIDE, HIGH_SIDE, worse="lower-is-worse").outcome is Outcome.LOW
-    assert _compare(LOW_SIDE, HIGH_SIDE, worse="either").outcome is Outcome.LOW
-    assert _compare(HIGH_SIDE * 2, LOW_SIDE * 2, worse="either").outcome is Outcome.HIGH
+    assert _compare(HIGH_SIDE, LOW_SIDE, worse="lower-is-worse").outcome is MetricOutcome.PASS
+    assert _compare(LOW_SIDE, HIGH_SIDE, worse="lower-is-worse").outcome is MetricOutcome.LOW
+    assert _compare(LOW_SIDE, HIGH_SIDE, worse="either").outcome is MetricOutcome.LOW
+    assert _compare(HIGH_SIDE * 2, LOW_SIDE * 2, worse="either").outcome is MetricOutcome.HIGH
 
 
 def test_identical_samples_and_zero_variance_pass() -> None:
     found = _compare([5.0] * 8, [5.0] * 12)
-    assert found is not None and found.outcome is Outcome.PASS and found.p_value == 1.0
+    assert found is not None and found.outcome is MetricOutcome.PASS and found.p_value == 1.0
     assert found.shift == 0.0 and found.effect == 0.0
 
 
 def test_ties_between_sides_are_not_a_difference() -> None:
     found = _compare([1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0], worse="either")
-    assert found is not None and found.outcome is Outcome.PASS and found.p_value == 1.0
+    assert found is not None and found.outcome is MetricOutcome.PASS and found.p_value == 1.0
 
 
 def test_a_significant_but_tiny_change_is_held_back_by_the_effect_guard() -> None:
     canary = [100.0 + i / 100 for i in range(20)]
     primary = [99.0 + i / 100 for i in range(20)]
-    assert _compare(canary, primary).outcome is Outcome.HIGH
+    assert _compare(canary, primary).outcome is MetricOutcome.HIGH
     held = _compare(canary, primary, min_effect=0.05)
-    assert held is not None and held.outcome is Outcome.PASS and held.p_value < 1e-6
+    assert held is not None and held.outcome is MetricOutcome.PASS and held.p_value < 1e-6
 
 
 def test_nan_is_dropped_and_empty_sides_are_no_data() -> None:
@@ -125,7 +125,7 @@ def test_missing_data_follows_each_metrics_policy_and_is_never_a_pass() -> None:
     judge = _judge(strict, waiting)
     verdict = judge.judge([_measured("a", LOW_SIDE, LOW_SIDE), _measured("b", [], LOW_SIDE)])
     assert verdict.result is Decision.INCONCLUSIVE and verdict.score == 100
-    assert verdict.metrics[1].result is Outcome.NO_DATA and not verdict.metrics[1].failed
+    assert verdict.metrics[1].result is MetricOutcome.NO_DATA and not verdict.metrics[1].failed
     assert "canary demo" in verdict.metrics[1].reason and verdict.failed_checks == 0
     verdict = judge.judge([_measured("a", LOW_SIDE, [math.nan]), _measured("b", [], [])])
     assert verdict.result is Decision.FAIL and verdict.score == 0
@@ -159,14 +159,14 @@ def test_a_failed_query_on_either_side_is_an_error() -> None:
         primary_error="HTTP 503",
     )  # fmt: skip
     verdict = _judge(MetricSpec(name="a", query="q")).judge([broken])
-    assert verdict.metrics[0].result is Outcome.ERROR and verdict.result is Decision.FAIL
+    assert verdict.metrics[0].result is MetricOutcome.ERROR and verdict.result is Decision.FAIL
 
 
 def test_metric_verdicts_carry_the_statistics() -> None:
     judge = _judge(MetricSpec(name="request-duration"))
     verdict = judge.judge([_measured("request-duration", HIGH_SIDE, LOW_SIDE)])
     metric = verdict.metrics[0]
-    assert metric.result is Outcome.HIGH and metric.p_value == pytest.approx(1 / 252)
+    assert metric.result is MetricOutcome.HIGH and metric.p_value == pytest.approx(1 / 252)
     assert metric.statistic == 5.0 and metric.interval == (2.0, 8.0)
     assert (metric.canary, metric.primary) == (8.0, 3.0)
     assert "significantly higher" in metric.reason and "q-request-duration" in metric.reason

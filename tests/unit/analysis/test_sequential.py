@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rollout.analysis import Decision, EventCounts, JudgeState, Outcome, SequentialJudge
+from rollout.analysis import Decision, EventCounts, JudgeState, MetricOutcome, SequentialJudge
 from rollout.analysis.judges.sequential import mixture_prior, running_log_evidence
 from rollout.core.analysis_model import JudgeSpec
 
@@ -90,7 +90,8 @@ def test_the_judge_fails_finally_and_explains_with_the_counts() -> None:
     )
     assert verdict.result is Decision.FAIL and verdict.final and verdict.failed_checks == 1
     metric = verdict.metrics[0]
-    assert metric.result is Outcome.HIGH and metric.p_value is not None and metric.p_value < 0.01
+    assert metric.result is MetricOutcome.HIGH
+    assert metric.p_value is not None and metric.p_value < 0.01
     assert "reached 100, so the canary's error rate is higher" in metric.reason
     assert metric.canary == pytest.approx(31 / 200) and metric.primary == pytest.approx(18 / 1800)
 
@@ -121,11 +122,11 @@ def test_no_canary_traffic_waits_and_failed_queries_fail() -> None:
         state=JudgeState(), observations={"errors": EventCounts(0, 0, 900, 3, "1m")}
     )
     assert verdict.result is Decision.INCONCLUSIVE and verdict.failed_checks == 0
-    assert verdict.metrics[0].result is Outcome.NO_DATA and state == JudgeState()
+    assert verdict.metrics[0].result is MetricOutcome.NO_DATA and state == JudgeState()
     assert "the canary served no requests over 1m" in verdict.reason
     broken = EventCounts(0, 0, 0, 0, "1m", error="HTTP 503")
     _, verdict = judge.judge(state=state, observations={"errors": broken})
-    assert verdict.metrics[0].result is Outcome.ERROR and verdict.failed_checks == 1
+    assert verdict.metrics[0].result is MetricOutcome.ERROR and verdict.failed_checks == 1
     strict = SequentialJudge(on_no_data="fail")
     _, verdict = strict.judge(
         state=state, observations={"errors": EventCounts(0, 0, 900, 3, "1m")}

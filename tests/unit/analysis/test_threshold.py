@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from rollout.analysis import Decision, Measurement, Outcome, ThresholdJudge
+from rollout.analysis import Decision, Measurement, MetricOutcome, ThresholdJudge
 from rollout.analysis.judges.threshold import check
 from rollout.core.analysis_model import MetricSpec, ThresholdRange
 
@@ -32,10 +32,10 @@ def _measured(metric: str, *values: float, error: str | None = None) -> Measurem
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0.5, Outcome.LOW), (1, Outcome.PASS), (2, Outcome.PASS), (2.01, Outcome.HIGH),
-     (math.inf, Outcome.HIGH), (-math.inf, Outcome.LOW)],
+    [(0.5, MetricOutcome.LOW), (1, MetricOutcome.PASS), (2, MetricOutcome.PASS),
+     (2.01, MetricOutcome.HIGH), (math.inf, MetricOutcome.HIGH), (-math.inf, MetricOutcome.LOW)],
 )  # fmt: skip
-def test_bounds_are_inclusive(value: float, expected: Outcome) -> None:
+def test_bounds_are_inclusive(value: float, expected: MetricOutcome) -> None:
     assert check(value, BOTH) is expected
 
 
@@ -46,12 +46,13 @@ def test_a_value_below_the_minimum_fails_with_a_readable_reason() -> None:
     )
     assert verdict.result is Decision.FAIL and verdict.failed_checks == 1
     low = verdict.metrics[0]
-    assert low.result is Outcome.LOW and low.failed and low.canary == 93.12 and low.minimum == 99
+    assert low.result is MetricOutcome.LOW and low.failed
+    assert low.canary == 93.12 and low.minimum == 99
     assert low.reason == (
         "request-success-rate of canary demo was 93.12% over 1m, below the minimum 99% "
         "(primary demo-primary was 99.8%; query: query-of-request-success-rate)"
     )
-    assert verdict.metrics[1].result is Outcome.PASS and not verdict.metrics[1].failed
+    assert verdict.metrics[1].result is MetricOutcome.PASS and not verdict.metrics[1].failed
     assert verdict.reason.startswith("1 of 2 metrics failed: request-success-rate of canary")
 
 
@@ -61,14 +62,14 @@ def test_several_failing_metrics_still_add_one_failed_check() -> None:
         [_measured("request-success-rate", 50), _measured("request-duration", 900)]
     )
     assert verdict.failed_checks == 1
-    assert [m.result for m in verdict.failed_metrics] == [Outcome.LOW, Outcome.HIGH]
+    assert [m.result for m in verdict.failed_metrics] == [MetricOutcome.LOW, MetricOutcome.HIGH]
 
 
 @pytest.mark.parametrize("values", [(), (math.nan,), (math.inf,)])
 def test_no_data_nan_and_inf_are_inconclusive_by_default(values: tuple[float, ...]) -> None:
     verdict = ThresholdJudge(metrics=[SUCCESS]).judge([_measured("request-success-rate", *values)])
     assert verdict.result is Decision.INCONCLUSIVE and verdict.failed_checks == 0
-    assert verdict.metrics[0].result is Outcome.NO_DATA
+    assert verdict.metrics[0].result is MetricOutcome.NO_DATA
     assert "onNoData: inconclusive" in verdict.reason
 
 
@@ -95,7 +96,7 @@ def test_query_errors_and_many_series_fail() -> None:
             _measured("request-duration", 1.0, 2.0),
         ]
     )
-    assert [m.result for m in verdict.metrics] == [Outcome.ERROR, Outcome.ERROR]
+    assert [m.result for m in verdict.metrics] == [MetricOutcome.ERROR, MetricOutcome.ERROR]
     assert "could not reach Prometheus" in verdict.metrics[0].reason
     assert "returned 2 series" in verdict.metrics[1].reason
 

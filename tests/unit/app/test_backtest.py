@@ -9,7 +9,7 @@ import pytest
 
 from rollout.analysis import Decision, MetricQueryError, Verdict, Workloads, metric_queries
 from rollout.app.backtest import (
-    Window,
+    TimeSpan,
     backtest,
     first_rollback,
     parse_when,
@@ -52,7 +52,7 @@ def _success_drops_at(change: datetime) -> FakePrometheus:
     return fake
 
 
-def _minutes(count: int) -> list[Window]:
+def _minutes(count: int) -> list[TimeSpan]:
     return windows(start=NOW - timedelta(minutes=count), end=NOW, length=60, step=60)
 
 
