@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Mapping
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from rollout.core.durations import FORM as DURATION_FORM
+from rollout.core.config_errors import conflict, validate_config
+from rollout.core.config_model import ConfigModel, PositiveDuration
 from rollout.core.durations import parse_duration
-from rollout.core.errors import Problem, SettingsError
 from rollout.core.routers import ROUTER_NAMES, ROUTERS
 
 PROJECT = "canary-service"
@@ -49,7 +43,8 @@ _LABEL_RULE = (
 _TAG_RULE = "must be an image tag matching [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _COUNT_RULE = "must be an integer >= 0"
 
-# What a user sees for a bad value, by config path (list indices and map keys dropped).
+# What a user sees for a bad value, by config path (list indices and map keys dropped; `[key]`
+# for a map's keys). Durations need none: the translator names their form.
 RULES: dict[str, str] = {
     "app": _LABEL_RULE.format(n=50),
     "namespace": _LABEL_RULE.format(n=63),
@@ -72,18 +67,19 @@ RULES: dict[str, str] = {
     "match": "must be a list of rules {headers?: {<name>: {exact|prefix|regex: <string>}}, "
     "cookie?: <name>=<value>}",
     "match.headers": "must map header names to exactly one of {exact, prefix, regex}",
+    "match.headers[key]": "header names may contain only letters, digits and '-'",
     "match.cookie": "must be <name>=<value> without ';' or spaces, e.g. canary=always",
     "mirror": "must be true or false",
     "mirrorWeight": "must be an integer from 0 to 100",
     "sessionAffinity": "must be {cookieName: <name>, maxAge: <duration like 1h or 30m>}",
     "sessionAffinity.cookieName": "must be a cookie name (letters, digits, !#$%&'*+.^_`|~-)",
-    "sessionAffinity.maxAge": f"must be a duration: {DURATION_FORM}",
     "resources": "must be {requests?: {cpu?, memory?}, limits?: {cpu?, memory?}}",
     "resources.requests.cpu": "must be a Kubernetes quantity, e.g. 100m or 1",
     "resources.limits.cpu": "must be a Kubernetes quantity, e.g. 100m or 1",
     "resources.requests.memory": "must be a Kubernetes quantity, e.g. 128Mi",
     "resources.limits.memory": "must be a Kubernetes quantity, e.g. 128Mi",
     "env": "must map variable names to string values",
+    "env[key]": "variable names must match [-._a-zA-Z][-._a-zA-Z0-9]*",
     "readinessPath": "must be an HTTP path starting with '/'",
     "hpa": "must be {minReplicas?, maxReplicas, cpuUtilization?}",
     "hpa.minReplicas": "must be an integer >= 1",
@@ -98,7 +94,7 @@ RULES: dict[str, str] = {
 
 def _known_router(value: str) -> str:
     if value not in ROUTERS:
-        raise ValueError("unknown router")
+        raise ValueError(RULES["router"])
     return value
 
 
@@ -127,21 +123,7 @@ EnvName = Annotated[str, StringConstraints(pattern=_ENV_NAME)]
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+$", to_lower=True)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
-
-
-def _conflict(message: str) -> PydanticCustomError:
-    return PydanticCustomError("setting_conflict", message)
-
-
-class HeaderMatch(_Model):
+class HeaderMatch(ConfigModel):
     """How one request header must match: exactly one of exact, prefix, regex."""
 
     exact: str | None = None
@@ -151,7 +133,7 @@ class HeaderMatch(_Model):
     @model_validator(mode="after")
     def _exactly_one(self) -> HeaderMatch:
         if sum(v is not None for v in (self.exact, self.prefix, self.regex)) != 1:
-            raise _conflict("must set exactly one of exact, prefix, regex")
+            raise conflict("must set exactly one of exact, prefix, regex")
         return self
 
     @property
@@ -165,7 +147,7 @@ class HeaderMatch(_Model):
         return next(v for v in (self.exact, self.prefix, self.regex) if v is not None)
 
 
-class MatchRule(_Model):
+class MatchRule(ConfigModel):
     """An A/B rule: requests matching all of its conditions go to the canary."""
 
     headers: dict[HeaderName, HeaderMatch] | None = None
@@ -174,13 +156,13 @@ class MatchRule(_Model):
     @model_validator(mode="after")
     def _has_condition(self) -> MatchRule:
         if not self.headers and self.cookie is None:
-            raise _conflict("must set headers, cookie or both")
+            raise conflict("must set headers, cookie or both")
         if self.cookie is not None and "cookie" in (self.headers or {}):
-            raise _conflict("use either the cookie field or a 'cookie' header match, not both")
+            raise conflict("use either the cookie field or a 'cookie' header match, not both")
         return self
 
 
-class ParentRef(_Model):
+class ParentRef(ConfigModel):
     """A Gateway API parent (Gateway, or Service for mesh routing)."""
 
     name: Annotated[str, StringConstraints(min_length=1)]
@@ -188,37 +170,32 @@ class ParentRef(_Model):
     section_name: str | None = None
 
 
-def _positive_duration(text: str) -> str:
-    parse_duration(text, positive=True)  # the project's one grammar; a ValueError if not
-    return text
-
-
-class SessionAffinity(_Model):
+class SessionAffinity(ConfigModel):
     """Cookie-based stickiness of a client to one backend pod."""
 
     cookie_name: Annotated[str, StringConstraints(pattern=_TOKEN)]
-    max_age: Annotated[str, AfterValidator(_positive_duration)]
+    max_age: PositiveDuration
 
     @property
     def max_age_seconds(self) -> int:
         return round(parse_duration(self.max_age))
 
 
-class ResourceList(_Model):
+class ResourceList(ConfigModel):
     """CPU and memory quantities."""
 
     cpu: Quantity | None = None
     memory: Quantity | None = None
 
 
-class Resources(_Model):
+class Resources(ConfigModel):
     """Container resource requests and limits."""
 
     requests: ResourceList | None = None
     limits: ResourceList | None = None
 
 
-class Hpa(_Model):
+class Hpa(ConfigModel):
     """A HorizontalPodAutoscaler for the primary Deployment."""
 
     min_replicas: Annotated[Int, Field(ge=1)] = 1
@@ -228,11 +205,11 @@ class Hpa(_Model):
     @model_validator(mode="after")
     def _ordered(self) -> Hpa:
         if self.min_replicas > self.max_replicas:
-            raise _conflict("minReplicas must not exceed maxReplicas")
+            raise conflict("minReplicas must not exceed maxReplicas")
         return self
 
 
-class ServiceSettings(_Model):
+class ServiceSettings(ConfigModel):
     """Everything the Pulumi program needs for one service; built from the stack config."""
 
     app: Annotated[str, StringConstraints(pattern=_LABEL, max_length=50)]
@@ -270,7 +247,7 @@ class ServiceSettings(_Model):
     @classmethod
     def _gateways_need_istio(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if value and info.data.get("router") == "gateway-api":
-            raise _conflict("applies only to router=istio; for gateway-api set parentRefs")
+            raise conflict("applies only to router=istio; for gateway-api set parentRefs")
         return value
 
     @field_validator("parent_refs")
@@ -279,7 +256,7 @@ class ServiceSettings(_Model):
         cls, value: list[ParentRef], info: ValidationInfo
     ) -> list[ParentRef]:
         if value and info.data.get("router") == "istio":
-            raise _conflict("applies only to router=gateway-api; for istio set gateways")
+            raise conflict("applies only to router=gateway-api; for istio set gateways")
         return value
 
     @field_validator("mirror")
@@ -287,7 +264,7 @@ class ServiceSettings(_Model):
     def _mirror_needs_zero_weight(cls, value: bool, info: ValidationInfo) -> bool:
         weight = info.data.get("canary_weight", 0)
         if value and weight:
-            raise _conflict(
+            raise conflict(
                 f"mirroring needs canaryWeight = 0 (it is {weight}): mirrored traffic is a "
                 "copy of live traffic, so set canaryWeight to 0 or mirror to false"
             )
@@ -299,7 +276,7 @@ class ServiceSettings(_Model):
         cls, value: SessionAffinity | None, info: ValidationInfo
     ) -> SessionAffinity | None:
         if value is not None and info.data.get("router") == "gateway-api":
-            raise _conflict(
+            raise conflict(
                 "sessionAffinity is not supported by the gateway-api router; use router=istio"
             )
         return value
@@ -308,7 +285,7 @@ class ServiceSettings(_Model):
     @classmethod
     def _version_is_reserved(cls, value: dict[str, str]) -> dict[str, str]:
         if "VERSION" in value:
-            raise _conflict("must not set VERSION: the component sets it to the running version")
+            raise conflict("must not set VERSION: the component sets it to the running version")
         return value
 
     @property
@@ -358,8 +335,6 @@ def config_keys() -> dict[str, bool]:
 
 
 _MISSING_PLACEHOLDER = {"app": "<name>", "image": "<repository>", "stableVersion": "<tag>"}
-RULES["env[key]"] = "variable names must match [-._a-zA-Z][-._a-zA-Z0-9]*"
-RULES["match.headers[key]"] = "header names may contain only letters, digits and '-'"
 
 
 def load_settings(raw: Mapping[str, Any], *, project: str = PROJECT) -> ServiceSettings:
@@ -367,92 +342,6 @@ def load_settings(raw: Mapping[str, Any], *, project: str = PROJECT) -> ServiceS
 
     Raises SettingsError listing every bad key with its value and what is allowed.
     """
-    if not isinstance(raw, Mapping):
-        raise SettingsError([Problem(project, "config must be a map of keys to values", raw)])
-    try:
-        return ServiceSettings.model_validate(dict(raw), by_alias=True, by_name=False)
-    except ValidationError as err:
-        problems = [p for e in err.errors() if (p := _problem(e, project)) is not None]
-        raise SettingsError(problems) from None
-
-
-def _problem(error: Any, project: str) -> Problem | None:
-    kind, loc = error["type"], tuple(error["loc"])
-    if kind == "default_factory_not_called":
-        return None  # a consequence of another reported error
-    path = _config_path(loc)
-    key = f"{project}:{path}"
-    if kind == "missing":
-        return Problem(key, _missing_hint(loc, path), has_value=False)
-    if kind == "extra_forbidden":
-        return Problem(key, _unknown_hint(loc), error["input"])
-    if kind == "setting_conflict":
-        return Problem(key, error["msg"], error["input"])
-    return Problem(key, _rule(loc) or error["msg"], error["input"])
-
-
-def _config_path(loc: tuple[Any, ...]) -> str:
-    """A loc as `pulumi config set --path` spells it, e.g. match[0].headers["x-user"]."""
-    path = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
-            path += f".{part}" if path else part
-        else:
-            path += f'["{part}"]'
-    return path
-
-
-def _rule(loc: tuple[Any, ...]) -> str | None:
-    names = [p for p in loc if isinstance(p, str) and p != "[key]"]
-    if loc and loc[-1] == "[key]":
-        key_rule = RULES.get(".".join(_known_prefix(names[:-1])) + "[key]")
-        if key_rule:
-            return key_rule
-    for end in range(len(names), 0, -1):
-        rule = RULES.get(".".join(names[:end]))
-        if rule:
-            return rule
-    return None
-
-
-def _known_prefix(names: list[str]) -> list[str]:
-    # Drop user-chosen map keys (header or variable names) so the path names only fields.
-    return [n for n in names if n in _FIELD_NAMES]
-
-
-def _missing_hint(loc: tuple[Any, ...], path: str) -> str:
-    placeholder = _MISSING_PLACEHOLDER.get(path, "<value>")
-    flag = "--path " if len(loc) > 1 else ""
-    hint = f"is not set: run `pulumi config set {flag}{path} {placeholder}`"
-    rule = _rule(loc)
-    return f"{hint}; it {rule}" if rule else hint
-
-
-def _unknown_hint(loc: tuple[Any, ...]) -> str:
-    if len(loc) > 1:
-        top = str(loc[0])
-        return f"is not a known field; {top} {RULES[top]}"
-    known = list(config_keys())
-    close = difflib.get_close_matches(str(loc[0]), known, n=1)
-    maybe = f"did you mean {close[0]}? " if close else ""
-    return f"is not a known setting; {maybe}known settings: {', '.join(known)}"
-
-
-_FIELD_NAMES = frozenset(
-    field.alias or name
-    for model in (
-        ServiceSettings,
-        MatchRule,
-        HeaderMatch,
-        ParentRef,
-        SessionAffinity,
-        Resources,
-        ResourceList,
-        Hpa,
-    )
-    for name, field in model.model_fields.items()
-)
+    # by_name=False: in config, snake_case keys are unknown keys (with a did-you-mean).
+    return validate_config(ServiceSettings, raw, key=f"{project}:", rules=RULES,
+                           placeholders=_MISSING_PLACEHOLDER, by_name=False)

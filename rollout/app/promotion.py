@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field
 
 from infra.settings import PROJECT
 from rollout.adapters.stack import STACK_NAME
 from rollout.app.api import VERSION_TAG, RolloutResult, Rollouts
 from rollout.app.driver import Progress
+from rollout.core.config_errors import validate_config
+from rollout.core.config_model import ConfigModel, Duration
 from rollout.core.durations import parse_duration
 from rollout.core.errors import GateNotMet, InvalidInput, RolloutError, TargetBusy
 from rollout.core.stackconfig import plain_config
@@ -43,55 +45,31 @@ def blocked(check: Check) -> GateNotMet:
 # -- the gate policy: `canary-service:promotion` of the target stack ------------------------
 
 
-class PromotionPolicy(BaseModel):
+class PromotionPolicy(ConfigModel):
     """How a stack accepts releases: from which stack, after what soak, with what approval."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
     source: str | None = Field(default=None, alias="from", pattern=STACK_NAME.pattern)
-    soak: str = "0s"
-    require_approval: bool = Field(default=False, alias="requireApproval")
-    allow_previously_rolled_back: bool = Field(default=False, alias="allowPreviouslyRolledBack")
-
-    @field_validator("soak")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    soak: Duration = "0s"
+    require_approval: bool = False
+    allow_previously_rolled_back: bool = False
 
     @property
     def soak_seconds(self) -> float:
         return parse_duration(self.soak)
 
 
-_FIELDS = "from, soak, requireApproval, allowPreviouslyRolledBack"
+PROMOTION_RULES = {"from": "must be a stack name, e.g. staging"}
 
 
 def load_promotion(raw: Any, *, stack: str = "<stack>") -> PromotionPolicy | None:
-    """The validated gate policy, or None when the stack sets none; errors name the field."""
+    """The validated gate policy, or None when the stack sets none; a SettingsError lists
+    every problem."""
     if raw is None:
         return None
-    hint = (f"fix {PROMOTION_KEY} in stacks/Pulumi.{stack}.yaml, e.g. "
-            "{from: staging, soak: 1h, requireApproval: true}")
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"{PROMOTION_KEY} = {json.dumps(raw)}: must be an object with the "
-                           f"fields {_FIELDS}", hint=hint)
-    try:
-        return PromotionPolicy.model_validate(raw)
-    except ValidationError as err:
-        problems = [_problem(item) for item in err.errors()]
-        raise InvalidInput("invalid promotion gates:\n  " + "\n  ".join(problems),
-                           hint=hint) from err
-
-
-def _problem(item: Any) -> str:
-    where = ".".join(str(p) for p in item["loc"])
-    value = json.dumps(item.get("input"), default=str)
-    if item["type"] == "extra_forbidden":
-        return f"{PROMOTION_KEY}.{where}: is not a known field; known fields: {_FIELDS}"
-    if where == "from":
-        return f"{PROMOTION_KEY}.from = {value}: must be a stack name, e.g. staging"
-    return f"{PROMOTION_KEY}.{where} = {value}: {item['msg'].removeprefix('Value error, ')}"
+    return validate_config(
+        PromotionPolicy, raw, key=PROMOTION_KEY, rules=PROMOTION_RULES,
+        hint=f"fix {PROMOTION_KEY} in stacks/Pulumi.{stack}.yaml, e.g. "
+        "{from: staging, soak: 1h, requireApproval: true}")
 
 
 # -- what promotion knows of one stack (plain data) -----------------------------------------

@@ -15,12 +15,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
+from rollout.core.config_errors import validate_config
+from rollout.core.config_model import ConfigModel
+from rollout.core.config_model import PositiveDuration as Duration
 from rollout.core.durations import format_duration, parse_duration
 from rollout.core.errors import InvalidInput
 from rollout.core.values import check_variable
@@ -37,29 +38,15 @@ BUILTIN_DIRECTIONS: dict[str, Direction] = {
 }
 
 
-def _duration(text: str) -> str:
-    try:
-        parse_duration(text, positive=True)
-    except InvalidInput as exc:
-        raise _value_error(exc) from None
-    return text
-
-
 def _value_error(exc: InvalidInput) -> ValueError:
+    # pydantic reports only ValueErrors as a field's problem; keep the message and its fix.
     return ValueError(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
 
 
-Duration = Annotated[str, AfterValidator(_duration)]
 MetricName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
-
-
-class ThresholdRange(_Spec):
+class ThresholdRange(ConfigModel):
     min: float | None = None
     max: float | None = None
 
@@ -72,7 +59,7 @@ class ThresholdRange(_Spec):
         return self
 
 
-class MetricSpec(_Spec):
+class MetricSpec(ConfigModel):
     name: MetricName
     query: str | None = None
     template_ref: str | None = None
@@ -130,7 +117,7 @@ class MetricSpec(_Spec):
         return BUILTIN_DIRECTIONS.get(self.name, "either") if self.builtin else "either"
 
 
-class JudgeSpec(_Spec):
+class JudgeSpec(ConfigModel):
     kind: Literal["threshold", "comparative", "sequential"] = "threshold"
     alpha: float = Field(default=0.01, gt=0, lt=0.5)
     pass_score: float = Field(default=95.0, ge=0, le=100)
@@ -175,7 +162,7 @@ def _refuse_inline(data: object, keys: tuple[str, ...], *, name: str, fix: str) 
         raise ValueError(f"{name} {_NOT_IN_THE_STACK_FILE}; {fix}")
 
 
-class BasicAuth(_Spec):
+class BasicAuth(ConfigModel):
     username: str = Field(min_length=1)
     password_env: EnvName
 
@@ -190,7 +177,7 @@ class BasicAuth(_Spec):
         return data
 
 
-class ProviderSpec(_Spec):
+class ProviderSpec(ConfigModel):
     """Where the metrics are and how to reach them; credentials are named by `*Env` only."""
 
     kind: Literal["prometheus", "nop"] = "prometheus"
@@ -245,6 +232,7 @@ class ProviderSpec(_Spec):
 class ProviderCredentials(BaseModel):
     """The secrets a provider sends, read from the environment as it is built; never stored."""
 
+    # Not a ConfigModel: built in code from the environment, never validated from config.
     model_config = ConfigDict(frozen=True)
 
     bearer_token: SecretStr | None = None
@@ -280,18 +268,29 @@ def provider_credentials(
     )
 
 
-def parse_provider(data: Mapping[str, object], *, where: str = "analysis.provider") -> ProviderSpec:
-    """Validates a provider alone, e.g. one that skipAnalysis leaves unused but still stored."""
-    try:
-        return ProviderSpec.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInput(
-            f"{where} is not valid:\n" + _describe(exc, where=where),
-            hint="fix the fields listed above (names are camelCase, e.g. bearerTokenEnv)",
-        ) from None
+# What a user sees for a bad value where the type alone says too little (config_errors).
+PROVIDER_RULES = {
+    "address": "must be an http(s) URL without credentials, e.g. http://prometheus:9090",
+    "headersEnv[key]": "header names may contain only letters, digits and !#$%&'*+.^_`|~-",
+}
+ANALYSIS_RULES = {
+    "metrics.name": (
+        "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending "
+        "with a letter or digit, at most 63 characters"
+    ),
+    **{f"provider.{path}": rule for path, rule in PROVIDER_RULES.items()},
+}
 
 
-class AnalysisSpec(_Spec):
+def parse_provider(
+    data: Mapping[str, object], *, where: str = "analysis.provider", hint: str | None = None
+) -> ProviderSpec:
+    """Validates a provider alone, e.g. one that skipAnalysis leaves unused but still stored;
+    a SettingsError lists every problem."""
+    return validate_config(ProviderSpec, data, key=where, rules=PROVIDER_RULES, hint=hint)
+
+
+class AnalysisSpec(ConfigModel):
     interval: Duration = "1m"
     threshold: int = Field(default=1, ge=1)
     on_no_data: NoData = "inconclusive"
@@ -361,23 +360,8 @@ class AnalysisSpec(_Spec):
         return metric.on_no_data or self.on_no_data
 
 
-def parse_analysis(data: Mapping[str, object], *, where: str = "analysis") -> AnalysisSpec:
-    """Validate user config, turning pydantic's errors into one InvalidInput naming each field."""
-    try:
-        return AnalysisSpec.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInput(
-            f"{where} is not valid:\n" + _describe(exc, where=where),
-            hint="fix the fields listed above (names are camelCase, e.g. thresholdRange)",
-        ) from None
-
-
-def _describe(exc: ValidationError, *, where: str) -> str:
-    lines = []
-    for error in exc.errors(include_input=False, include_url=False):
-        path = where + "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
-        )
-        message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"  {path}: {message}")
-    return "\n".join(lines)
+def parse_analysis(
+    data: Mapping[str, object], *, where: str = "analysis", hint: str | None = None
+) -> AnalysisSpec:
+    """Validate user config; a SettingsError lists every problem, naming its key in `where`."""
+    return validate_config(AnalysisSpec, data, key=where, rules=ANALYSIS_RULES, hint=hint)

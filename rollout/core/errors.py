@@ -2,7 +2,7 @@
 
     RolloutError                  base; `exit_code` is what the CLI exits with
     ├── InvalidInput              bad config, flags, stack names, queries (nothing changed)   2
-    │   ├── SettingsError         the stack's config, every bad key listed
+    │   ├── SettingsError         stack config (any config model), every bad key listed
     │   └── InvalidQuery          Prometheus could not parse a query (rollout.analysis.errors)
     ├── InfrastructureError       Pulumi, the cluster, Prometheus or the lab failed            3
     │   ├── ToolchainError        a pinned tool is missing or could not be built
@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from rollout.core.redaction import MASK
 
 
 class RolloutError(Exception):
@@ -73,7 +75,12 @@ class Aborted(RolloutError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One bad config key: `key` as the user types it, e.g. canary-service:canaryWeight."""
+    """One bad config key: `key` as the user types it, e.g. canary-service:canaryWeight.
+
+    Shown as `key = value: message`; without a value, `key is not set...` or `key: message`.
+    `value` is what may be shown, already redacted (rollout.core.config_errors); a masked
+    secret is the text `***`, shown bare.
+    """
 
     key: str
     message: str
@@ -82,8 +89,10 @@ class Problem:
 
     def __str__(self) -> str:
         if not self.has_value:
-            return f"{self.key} {self.message}"
-        text = json.dumps(self.value, default=str, sort_keys=False)
+            joint = " " if self.message.startswith("is ") else ": "
+            return f"{self.key}{joint}{self.message}"
+        masked = isinstance(self.value, str) and self.value == MASK
+        text = MASK if masked else json.dumps(self.value, default=str)
         shown = text if len(text) <= 120 else text[:117] + "..."
         return f"{self.key} = {shown}: {self.message}"
 

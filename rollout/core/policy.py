@@ -5,108 +5,45 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import unquote_plus, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rollout.core.analysis_model import (
+    ANALYSIS_RULES,
+    PROVIDER_RULES,
     AnalysisSpec,
     EnvName,
+    ProviderSpec,
     parse_analysis,
     parse_provider,
     provider_credentials,
 )
+from rollout.core.config_errors import config_problems, validate_config
+from rollout.core.config_model import ConfigModel, Duration
 from rollout.core.durations import parse_duration
-from rollout.core.errors import InvalidInput
+from rollout.core.errors import InvalidInput, Problem, SettingsError
+from rollout.core.redaction import MASK
+from rollout.core.redaction import redact_url as redact_url
+from rollout.core.redaction import url_credentials as url_credentials
+from rollout.core.redaction import url_secrets as url_secrets
 
 HookType = Literal[
     "confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase",
     "confirm-promotion", "post-rollout", "rollback", "event",
 ]
+# What a user sees for a bad value where the type alone says too little (config_errors).
+POLICY_RULES = {
+    "webhooks.url": "must be an http(s) URL, e.g. https://hooks.example.internal/run",
+}
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-def _duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
-class Pause(_Model):
+class Pause(ConfigModel):
     """Stop at a weight: for `duration`, or until `rollout approve` when none is given."""
 
     weight: int = Field(ge=1, le=100)
-    duration: str | None = None
-
-    _check = field_validator("duration")(lambda v: v if v is None else _duration(v))
-
-
-# Query parameters whose names (split at -, _, . and camelCase humps) say they carry a credential.
-_TOKEN_WORDS = frozenset({
-    "token", "key", "apikey", "secret", "signature", "sig", "password", "passwd", "auth",
-    "authorization", "credential", "credentials",
-})
-_TOKEN_ENDINGS = ("token", "secret", "password", "signature")
-
-
-def _query_pairs(query: str) -> list[tuple[str, str | None]]:
-    pairs: list[tuple[str, str | None]] = []
-    for item in query.split("&"):
-        name, equals, value = item.partition("=")
-        if item:
-            pairs.append((name, value if equals else None))
-    return pairs
-
-
-def _token_like(name: str) -> bool:
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", unquote_plus(name)).lower()
-    return any(word in _TOKEN_WORDS or word.endswith(_TOKEN_ENDINGS)
-               for word in re.split(r"[-_.\s]+", words))
-
-
-def url_credentials(url: str) -> list[str]:
-    """What in a URL is a credential: userinfo (user:password@) and token-like query parameters."""
-    parts = urlsplit(url)
-    found = ["userinfo (user:password@)"] if "@" in parts.netloc else []
-    found += [f"query parameter {name!r}" for name, _ in _query_pairs(parts.query)
-              if _token_like(name)]
-    return found
-
-
-def redact_url(url: str, *, path: bool = True) -> str:
-    """The one way a webhook URL is shown: userinfo, query values and fragment become ***, and so
-    does the path unless `path` (a URL from the environment is secret as a whole)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    _userinfo, at, host = parts.netloc.rpartition("@")
-    shown = f"{parts.scheme}://{'***@' if at else ''}{host}"
-    shown += parts.path if path or not parts.path.strip("/") else "/***"
-    if parts.query:
-        shown += "?" + "&".join("***" if value is None else f"{name}=***"
-                                for name, value in _query_pairs(parts.query))
-    return shown + ("#***" if parts.fragment else "")
-
-
-def url_secrets(url: str, *, path: bool = True) -> list[str]:
-    """The parts of `url` that redact_url hides, longest first, to scrub them from other text."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return [url]
-    pairs = _query_pairs(parts.query)
-    userinfo = parts.netloc.rpartition("@")[0]
-    hidden = [userinfo, *userinfo.split(":", 1), parts.fragment]
-    hidden += [value if value is not None else name for name, value in pairs]
-    if not path:
-        hidden += [parts.path, *parts.path.split("/")]
-    # Shorter pieces (a page number, "hooks") are no secret and would blank unrelated text.
-    found = {piece for text in hidden for piece in (text, unquote_plus(text)) if len(piece) >= 6}
-    return sorted(found, key=len, reverse=True)
+    duration: Duration | None = None
 
 
 def url_from_env(variable: str, *, key: str, what: str = "the webhook URL") -> str:
@@ -121,19 +58,17 @@ def url_from_env(variable: str, *, key: str, what: str = "the webhook URL") -> s
     return url
 
 
-class Webhook(_Model):
+class Webhook(ConfigModel):
     """A hook's URL is written in the stack file (`url`), or, when it carries a credential, read
     from the environment variable that `urlEnv` names each time the hook is called."""
 
     name: str = Field(min_length=1)
     type: HookType
     url: str | None = Field(default=None, pattern=r"^https?://")
-    url_env: EnvName | None = Field(default=None, alias="urlEnv")
-    timeout: str = "10s"
+    url_env: EnvName | None = None
+    timeout: Duration = "10s"
     retries: int = Field(default=2, ge=0, le=10)
     metadata: dict[str, str] = Field(default_factory=dict)
-
-    _check = field_validator("timeout")(lambda v: _duration(v))
 
     @model_validator(mode="after")
     def _one_url_without_credentials(self) -> Webhook:
@@ -166,38 +101,34 @@ class Webhook(_Model):
         return text
 
 
-class Policy(_Model):
-    interval: str = "30s"
+class Policy(ConfigModel):
+    interval: Duration = "30s"
     threshold: int = Field(default=1, ge=1)
-    step_weight: int | None = Field(default=None, alias="stepWeight", ge=1, le=100)
-    max_weight: int = Field(default=50, alias="maxWeight", ge=1, le=100)
-    step_weights: list[int] | None = Field(default=None, alias="stepWeights")
-    step_weight_promotion: int | None = Field(
-        default=None, alias="stepWeightPromotion", ge=1, le=100)
+    step_weight: int | None = Field(default=None, ge=1, le=100)
+    max_weight: int = Field(default=50, ge=1, le=100)
+    step_weights: list[int] | None = None
+    step_weight_promotion: int | None = Field(default=None, ge=1, le=100)
     iterations: int | None = Field(default=None, ge=1)
     pauses: list[Pause] = Field(default_factory=list)
-    canary_replicas: int | None = Field(default=None, alias="canaryReplicas", ge=1)
-    ready_timeout: str = Field(default="5m", alias="readyTimeout")
+    canary_replicas: int | None = Field(default=None, ge=1)
+    ready_timeout: Duration = "5m"
     # How long a confirm-* gate may keep answering no, and a manual pause wait for
     # `rollout approve`, before the rollout is reverted (outcome aborted: no verdict).
-    gate_timeout: str = Field(default="1h", alias="gateTimeout")
-    pause_timeout: str = Field(default="24h", alias="pauseTimeout")
-    skip_analysis: bool = Field(default=False, alias="skipAnalysis")
+    gate_timeout: Duration = "1h"
+    pause_timeout: Duration = "24h"
+    skip_analysis: bool = False
     # What an interval without data counts as (never a pass), and how many inconclusive
     # intervals in a row a step may wait through before each further one counts as failed.
-    on_no_data: Literal["fail", "inconclusive"] = Field(default="inconclusive", alias="onNoData")
-    max_inconclusive: int = Field(default=3, alias="maxInconclusive", ge=1, le=100)
+    on_no_data: Literal["fail", "inconclusive"] = "inconclusive"
+    max_inconclusive: int = Field(default=3, ge=1, le=100)
     # Validated by rollout.analysis (parse_analysis), which owns their schema.
     metrics: list[dict[str, Any]] = Field(default_factory=list)
     templates: dict[str, str] = Field(default_factory=dict)
     judge: dict[str, Any] = Field(default_factory=lambda: {"kind": "threshold"})
     provider: dict[str, Any] = Field(default_factory=dict)
-    bearer_token_env: EnvName | None = Field(default=None, alias="bearerTokenEnv")
+    bearer_token_env: EnvName | None = None
     webhooks: list[Webhook] = Field(default_factory=list)
-    slack_webhook_env: EnvName | None = Field(default=None, alias="slackWebhookEnv")
-
-    _intervals = field_validator("interval", "ready_timeout", "gate_timeout",
-                                 "pause_timeout")(lambda v: _duration(v))
+    slack_webhook_env: EnvName | None = None
 
     @field_validator("step_weights")
     @classmethod
@@ -237,70 +168,107 @@ class Policy(_Model):
         return parse_duration(self.ready_timeout)
 
 
+def _hint(key: str) -> str:
+    return f"fix {key} in stacks/Pulumi.<stack>.yaml (schema: README, 'Rollout policy')"
+
+
 def analysis_spec(policy: Policy, *, key: str = "canary-service:analysis",
                   default_address: str | None = None) -> AnalysisSpec:
     """The metric analysis part of the policy, with secrets taken from the environment;
     `default_address` is the Prometheus to ask when the policy names none."""
-    provider = dict(policy.provider)
-    if "address" not in provider and default_address:
-        provider["address"] = default_address
-    if policy.bearer_token_env:
-        if "bearerTokenEnv" in provider:
-            raise InvalidInput(
-                f"{key} sets bearerTokenEnv both at its top level and in provider",
-                hint=f"keep one: {key}.provider.bearerTokenEnv or {key}.bearerTokenEnv",
-            )
-        if not os.environ.get(policy.bearer_token_env):
-            raise InvalidInput(
-                f"{key}.bearerTokenEnv names ${policy.bearer_token_env}, which is not set",
-                hint=f"export {policy.bearer_token_env}=<token> before running the rollout",
-            )
-        provider["bearerTokenEnv"] = policy.bearer_token_env
-    spec = parse_analysis(
-        {"interval": policy.interval, "threshold": policy.threshold,
-         "onNoData": policy.on_no_data, "maxInconclusive": policy.max_inconclusive,
-         "metrics": policy.metrics, "templates": policy.templates, "judge": policy.judge,
-         "provider": provider},
-        where=key,
-    )
+    data = _analysis_data(policy, key=key, default_address=default_address)
+    if policy.bearer_token_env and not os.environ.get(policy.bearer_token_env):
+        raise InvalidInput(
+            f"{key}.bearerTokenEnv names ${policy.bearer_token_env}, which is not set",
+            hint=f"export {policy.bearer_token_env}=<token> before running the rollout",
+        )
+    spec = parse_analysis(data, where=key, hint=_hint(key))
     # Read now only to fail before anything changes; the provider reads them again when built.
     provider_credentials(spec.provider, where=f"{key}.provider")
     return spec
 
 
-def _pauses_on_steps(policy: Policy, *, key: str) -> None:
+def _analysis_data(policy: Policy, *, key: str,
+                   default_address: str | None = None) -> dict[str, Any]:
+    provider = dict(policy.provider)
+    if "address" not in provider and default_address:
+        provider["address"] = default_address
+    if policy.bearer_token_env:
+        if "bearerTokenEnv" in provider:
+            raise SettingsError([Problem(
+                f"{key}.bearerTokenEnv",
+                f"is set both at its top level and in provider; keep one: "
+                f"{key}.provider.bearerTokenEnv or {key}.bearerTokenEnv", MASK,
+            )], hint=_hint(key))
+        provider["bearerTokenEnv"] = policy.bearer_token_env
+    return {"interval": policy.interval, "threshold": policy.threshold,
+            "onNoData": policy.on_no_data, "maxInconclusive": policy.max_inconclusive,
+            "metrics": policy.metrics, "templates": policy.templates, "judge": policy.judge,
+            "provider": provider}
+
+
+def _pause_problems(policy: Policy, *, key: str) -> list[Problem]:
     """A pause at a weight the schedule never sets would silently be no human gate at all."""
     from rollout.core.schedule import traffic_weights
 
     weights = traffic_weights(policy)
-    stray = sorted({p.weight for p in policy.pauses} - set(weights))
-    if stray:
-        raise InvalidInput(
-            f"{key}.pauses: the schedule never sets weight {', '.join(map(str, stray))}, so "
-            f"that pause would never happen (the schedule's weights: "
-            f"{', '.join(map(str, weights))})",
-            hint="pause at one of the schedule's weights, or add the weight to stepWeights",
-        )
+    listed = ", ".join(map(str, weights))
+    return [
+        Problem(f"{key}.pauses[{index}].weight",
+                f"the schedule never sets weight {pause.weight}, so that pause would never "
+                f"happen (the schedule's weights: {listed}); pause at one of them, or add "
+                f"{pause.weight} to stepWeights", pause.weight)
+        for index, pause in enumerate(policy.pauses)
+        if pause.weight not in weights
+    ]
 
 
-def load_policy(raw: dict[str, Any] | None, *, key: str = "canary-service:analysis") -> Policy:
-    """Validates the policy; every problem names its config key and what is allowed."""
+def _unchecked_analysis_problems(raw: object, *, key: str,
+                                 found: list[Problem]) -> list[Problem]:
+    """When the policy itself is refused, the problems of its analysis part all the same, so
+    that one run lists every problem; those under a key already reported are left out."""
+    if not isinstance(raw, Mapping):
+        return []
+    model: type[ConfigModel]
+    if raw.get("skipAnalysis", raw.get("skip_analysis")) not in (None, False):
+        model, where, rules = ProviderSpec, f"{key}.provider", PROVIDER_RULES
+        data = raw.get("provider")
+    else:
+        model, where, rules = AnalysisSpec, key, ANALYSIS_RULES
+        owned = {info.alias or name for name, info in AnalysisSpec.model_fields.items()}
+        owned |= set(AnalysisSpec.model_fields)
+        data = {name: value for name, value in raw.items() if name in owned}
     try:
-        policy = Policy.model_validate(raw or {})
+        model.model_validate({} if data is None else data)
     except ValidationError as err:
-        problems = []
-        for item in err.errors():
-            where = ".".join(str(p) for p in item["loc"])
-            where = f"{key}.{where}" if where else key
-            problems.append(f"{where}: {item['msg']}")
-        raise InvalidInput(
-            "invalid rollout policy:\n  " + "\n  ".join(problems),
-            hint=f"fix {key} in stacks/Pulumi.<stack>.yaml (schema: README, 'Rollout policy')",
-        ) from None  # the cause would show the input, which may hold a secret
-    _pauses_on_steps(policy, key=key)
+        reported = [p.key for p in found if p.key != key]
+        return [p for p in config_problems(err, model=model, key=where, rules=rules)
+                if not any(p.key == r or p.key.startswith((f"{r}.", f"{r}[")) for r in reported)]
+    return []
+
+
+def load_policy(raw: Mapping[str, Any] | None, *,
+                key: str = "canary-service:analysis") -> Policy:
+    """Validates the policy and its analysis; a SettingsError lists every problem, each naming
+    its config key, its value (never a secret) and what is allowed."""
+    hint = _hint(key)
+    try:
+        policy = validate_config(Policy, {} if raw is None else raw, key=key,
+                                 rules=POLICY_RULES, hint=hint)
+    except SettingsError as err:
+        more = _unchecked_analysis_problems(raw, key=key, found=err.problems)
+        raise SettingsError([*err.problems, *more], hint=hint) from None
+    problems = _pause_problems(policy, key=key)
+    try:
+        if not policy.skip_analysis:
+            parse_analysis(_analysis_data(policy, key=key), where=key)
+        elif policy.provider:
+            # Unused, but copied into the journal with the rest of the stack config all the same.
+            parse_provider(policy.provider, where=f"{key}.provider")
+    except SettingsError as err:
+        problems += err.problems
+    if problems:
+        raise SettingsError(problems, hint=hint)
     if not policy.skip_analysis:
-        analysis_spec(policy, key=key)
-    elif policy.provider:
-        # Unused, but copied into the journal with the rest of the stack config all the same.
-        parse_provider(policy.provider, where=f"{key}.provider")
+        analysis_spec(policy, key=key)  # every variable it names must be set
     return policy

@@ -22,7 +22,7 @@ from rollout.adapters.providers import provider_for
 from rollout.adapters.webhooks import WebhookCaller
 from rollout.app.api import Rollouts
 from rollout.cli import app
-from rollout.core.errors import InvalidInput
+from rollout.core.errors import InvalidInput, SettingsError
 from rollout.core.policy import analysis_spec, load_policy, redact_url, url_credentials
 from rollout.core.stack_data import ConfigEntry
 from rollout.core.state import Outcome
@@ -34,11 +34,15 @@ SECRET = "tok-7f3a9c1e5b"
 TOKEN_URL = f"https://hooks.example.internal/hook/run?token={SECRET}&team=ops"
 
 
-def _refusal(raw: dict[str, Any]) -> str:
+def _error(load: Any) -> InvalidInput:
     with pytest.raises(InvalidInput) as caught:
-        load_policy(raw)
+        load()
     assert caught.value.exit_code == 2
-    return str(caught.value)
+    return caught.value
+
+
+def _refusal(raw: dict[str, Any]) -> str:
+    return str(_error(lambda: load_policy(raw)))
 
 
 # -- metric provider credentials ------------------------------------------------------------
@@ -53,8 +57,10 @@ def _refusal(raw: dict[str, Any]) -> str:
 @pytest.mark.parametrize("skip_analysis", [False, True])
 def test_inline_provider_secrets_are_refused_naming_the_key_and_the_fix(
         provider: dict[str, Any], key: str, fix: str, skip_analysis: bool) -> None:
-    message = _refusal({"metrics": METRICS, "provider": provider,
-                        "skipAnalysis": skip_analysis})
+    error = _error(lambda: load_policy({"metrics": METRICS, "provider": provider,
+                                        "skipAnalysis": skip_analysis}))
+    assert isinstance(error, SettingsError)  # one error type for every config model
+    message = str(error)
     assert "canary-service:analysis.provider" in message
     assert f"{key} must not be written in the stack file" in message and fix in message
     assert SECRET not in message
@@ -62,10 +68,13 @@ def test_inline_provider_secrets_are_refused_naming_the_key_and_the_fix(
 
 def test_an_env_field_holding_a_value_instead_of_a_name_is_refused_without_echoing_it() -> None:
     message = _refusal({"metrics": METRICS, "provider": {"bearerTokenEnv": "Bearer abc.def-1"}})
-    assert "bearerTokenEnv" in message and "name of an environment variable" in message
+    assert ("canary-service:analysis.provider.bearerTokenEnv = ***: must be the name of an "
+            "environment variable") in message
     assert "abc.def-1" not in message
     message = _refusal({"metrics": METRICS, "slackWebhookEnv": TOKEN_URL})
-    assert "slackWebhookEnv" in message and SECRET not in message
+    assert ("canary-service:analysis.slackWebhookEnv = ***: must be the name of an environment "
+            "variable") in message
+    assert SECRET not in message and "hooks.example.internal" not in message
 
 
 @pytest.mark.parametrize(("provider", "variable", "key"), [
@@ -136,7 +145,8 @@ def test_the_policy_level_token_variable_is_passed_as_a_name(
     assert SECRET not in spec.model_dump_json()
     message = _refusal({"metrics": METRICS, "bearerTokenEnv": "PROM_TOKEN",
                         "provider": {"bearerTokenEnv": "OTHER"}})
-    assert "both at its top level and in provider" in message
+    assert ("canary-service:analysis.bearerTokenEnv = ***: is set both at its top level and in "
+            "provider; keep one") in message
 
 
 # -- webhook URLs ---------------------------------------------------------------------------
@@ -153,8 +163,37 @@ def test_the_policy_level_token_variable_is_passed_as_a_name(
 def test_a_webhook_url_with_credentials_is_refused_naming_the_hook_and_the_fix(url: str) -> None:
     message = _refusal({"metrics": METRICS, "webhooks": [
         {"name": "load-test", "type": "rollout", "url": url}]})
-    assert "canary-service:analysis.webhooks.0" in message and "'load-test'" in message
-    assert "carries credentials" in message and "urlEnv: ENV_VAR instead of url" in message
+    shown = json.dumps(redact_url(url))
+    assert ('canary-service:analysis.webhooks[0] = {"name": "load-test", "type": "rollout", '
+            f'"url": {shown}}}: webhook \'load-test\': its url carries credentials') in message
+    assert "urlEnv: ENV_VAR instead of url" in message
+    assert SECRET not in message
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    # Where a value is shown, whatever in it looks like a credential is masked.
+    ({"webhooks": [{"name": "h", "type": "rollout", "url": f"h.example/run?token={SECRET}"}]},
+     'canary-service:analysis.webhooks[0].url = "h.example/run?token=***": must be an http(s) '
+     "URL"),
+    ({"webhooks": [{"name": "h", "type": "rollout", "url": f"ftp://u:{SECRET}@h.example/x"}]},
+     'canary-service:analysis.webhooks[0].url = "ftp://***@h.example/x": must be an http(s) URL'),
+    # An unknown key's text is never shown: it may be a misspelt credential.
+    ({"provider": {"bearerTokn": SECRET}},
+     "canary-service:analysis.provider.bearerTokn = ***: is not a known setting; did you mean "
+     "bearerTokenEnv?"),
+    ({"provider": {"headersEnv": {"X-Org": f"Bearer {SECRET}"}}},
+     'canary-service:analysis.provider.headersEnv["X-Org"] = ***: must be the name of an '
+     "environment variable"),
+    ({"provider": {"basicAuth": {"username": "u", "passwordEnv": SECRET}}},
+     "canary-service:analysis.provider.basicAuth.passwordEnv = ***: must be the name of an "
+     "environment variable"),
+    ({"webhooks": [{"name": "h", "type": "rollout", "urlEnv": TOKEN_URL}]},
+     "canary-service:analysis.webhooks[0].urlEnv = ***: must be the name of an environment "
+     "variable"),
+])
+def test_a_refused_value_is_shown_without_its_secret(raw: dict[str, Any], shown: str) -> None:
+    message = _refusal({"metrics": METRICS, **raw})
+    assert shown in message
     assert SECRET not in message
 
 
@@ -308,10 +347,12 @@ def test_a_provider_address_with_credentials_is_refused_without_echoing_them(
 ) -> None:
     from rollout.core.analysis_model import parse_analysis
 
-    with pytest.raises(InvalidInput, match="passwordEnv") as refused:
+    with pytest.raises(SettingsError, match="passwordEnv") as refused:
         parse_analysis({"metrics": [{"name": "request-success-rate",
                                      "thresholdRange": {"min": 99}}],
                         "provider": {"address": address}})
+    assert f'analysis.provider.address = "{address.split("//")[0]}//***@' in str(refused.value)
+    assert "address carries credentials" in str(refused.value)
     assert "s3cret" not in str(refused.value) and "tok3n" not in str(refused.value)
 
 

@@ -23,7 +23,7 @@ from rollout.app.promotion import (
     proven,
     resolve_source,
 )
-from rollout.core.errors import Aborted, GateNotMet, InvalidInput
+from rollout.core.errors import Aborted, GateNotMet, InvalidInput, SettingsError
 from rollout.core.state import Outcome, Phase, RolloutState
 
 NOW = 1_700_000_000.0
@@ -167,18 +167,32 @@ def test_the_gate_config_is_read_by_alias() -> None:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"soak": "1 hour"}, "canary-service:promotion.soak = \"1 hour\": '1 hour' is not a "
-     "duration"),
-    ({"from": "no spaces"}, "canary-service:promotion.from = \"no spaces\": must be a stack"),
-    ({"sock": "1h"}, "canary-service:promotion.sock: is not a known field; known fields: from"),
-    ({"requireApproval": "maybe"}, "canary-service:promotion.requireApproval = \"maybe\""),
-    ("staging", "canary-service:promotion = \"staging\": must be an object"),
+    ({"soak": "1 hour"}, "canary-service:promotion.soak = \"1 hour\": must be a duration: whole "
+     "numbers with units in falling order"),
+    ({"from": "no spaces"}, "canary-service:promotion.from = \"no spaces\": must be a stack "
+     "name, e.g. staging"),
+    ({"sock": "1h"}, "canary-service:promotion.sock = ***: is not a known setting; did you mean "
+     "soak? known settings: from, soak, requireApproval, allowPreviouslyRolledBack"),
+    ({"requireApproval": "maybe"}, "canary-service:promotion.requireApproval = \"maybe\": must "
+     "be true or false"),
+    ("staging", "canary-service:promotion = \"staging\": must be a map with the settings from, "
+     "soak, requireApproval, allowPreviouslyRolledBack"),
+    ([1, 2], "canary-service:promotion = [1, 2]: must be a map with the settings from"),
 ])
 def test_bad_gate_config_names_the_field(raw: Any, message: str) -> None:
-    with pytest.raises(InvalidInput) as err:
+    with pytest.raises(SettingsError) as err:
         load_promotion(raw, stack="prod")
+    assert err.value.exit_code == 2
     assert message in str(err.value)
     assert "stacks/Pulumi.prod.yaml" in str(err.value)
+
+
+def test_every_bad_gate_field_is_listed_at_once() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_promotion({"soak": "1 hour", "from": "no spaces", "sock": "1h"}, stack="prod")
+    assert sorted(p.key for p in err.value.problems) == [
+        "canary-service:promotion.from", "canary-service:promotion.soak",
+        "canary-service:promotion.sock"]
 
 
 def test_the_program_accepts_the_promotion_key() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rollout.core.analysis_model import AnalysisSpec, MetricSpec, ProviderSpec, parse_analysis
-from rollout.core.errors import InvalidInput
+from rollout.core.errors import InvalidInput, SettingsError
 
 
 def _analysis(**overrides: object) -> dict[str, object]:
@@ -49,27 +49,58 @@ def test_custom_metrics_use_camel_case_and_templates() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"metrics": [{"name": "latency", "thresholdRange": {"max": 1}}]}, "needs a query"),
-        ({"interval": "1 minute"}, "analysis.interval: "),
-        ({"metrics": [{"name": "x", "query": "q", "thresholdRang": {}}]}, "thresholdRang"),
+        (
+            {"metrics": [{"name": "latency", "thresholdRange": {"max": 1}}]},
+            'analysis.metrics[0] = {"name": "latency", "thresholdRange": {"max": 1}}: '
+            "metric 'latency' needs a query",
+        ),
+        ({"interval": "1 minute"}, 'analysis.interval = "1 minute": must be a duration: '),
+        (
+            {"metrics": [{"name": "x", "query": "q", "thresholdRang": {}}]},
+            "analysis.metrics[0].thresholdRang = {}: is not a known setting; "
+            "did you mean thresholdRange?",
+        ),
         ({"metrics": [{"name": "request-duration"}]}, "needs a thresholdRange"),
         (
             {"metrics": [{"name": "x", "templateRef": "nope", "thresholdRange": {"min": 1}}]},
             "not in templates (none defined)",
         ),
-        ({"metrics": [{"name": "x", "query": "q", "thresholdRange": {"min": 2, "max": 1}}]}, "min"),
+        (
+            {"metrics": [{"name": "x", "query": "q", "thresholdRange": {"min": 2, "max": 1}}]},
+            'analysis.metrics[0].thresholdRange = {"min": 2, "max": 1}: min 2.0 is above max',
+        ),
         (
             {"metrics": [{"name": "x", "query": "q", "thresholdRange": {"min": 1}}] * 2},
             "repeated: x",
         ),
-        ({"judge": {"kind": "bayesian"}}, "analysis.judge.kind"),
-        ({"provider": {"kind": "datadog"}}, "analysis.provider.kind"),
-        ({"judge": {"kind": "sequential", "alpha": 0.9}}, "analysis.judge.alpha"),
+        (
+            {"judge": {"kind": "bayesian"}},
+            'analysis.judge.kind = "bayesian": must be one of: threshold, comparative, sequential',
+        ),
+        (
+            {"provider": {"kind": "datadog"}},
+            'analysis.provider.kind = "datadog": must be one of: prometheus, nop',
+        ),
+        (
+            {"judge": {"kind": "sequential", "alpha": 0.9}},
+            "analysis.judge.alpha = 0.9: must be a number > 0 and < 0.5",
+        ),
+        (
+            {"metrics": [{"name": "Bad_Name", "query": "q", "thresholdRange": {"min": 1}}]},
+            'analysis.metrics[0].name = "Bad_Name": must be a DNS-1123 label',
+        ),
+        (
+            {"metrics": [{"name": "x", "query": "q", "interval": "1.5m",
+                          "thresholdRange": {"min": 1}}]},
+            'analysis.metrics[0].interval = "1.5m": must be a duration: whole numbers',
+        ),
+        ({"judge": {"step": "0s"}}, 'analysis.judge.step = "0s": must be a duration longer than'),
     ],
 )
 def test_bad_config_names_the_field(change: dict[str, object], expected: str) -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(SettingsError) as caught:
         parse_analysis(_analysis(**change))
+    assert caught.value.exit_code == 2
     assert expected in str(caught.value)
 
 
@@ -100,7 +131,10 @@ def test_secrets_stay_out_of_reprs_and_errors() -> None:
             }
         )
     assert "pw-secret" not in str(caught.value)
-    assert "analysis.bogus" in str(caught.value)
+    # An unknown key's text is never shown: it may be a misspelt credential.
+    assert "analysis.bogus = ***: is not a known setting" in str(caught.value)
+    assert 'analysis.provider.basicAuth = ***: basicAuth.password must not be written' in str(
+        caught.value)
 
 
 def test_models_are_frozen_plain_data() -> None:

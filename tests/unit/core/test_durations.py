@@ -46,10 +46,16 @@ def test_format_writes_what_parse_reads(seconds: float, text: str) -> None:
                                                  max(seconds, 0.001))
 
 
-@pytest.mark.parametrize("field", [{"gateTimeout": "1.5h"}, {"pauseTimeout": "0.5d"},
-                                   {"stepWeights": [50], "pauses": [{"weight": 50,
-                                                                     "duration": "1.5m"}]}])
-def test_a_fraction_is_refused_in_the_policy_as_in_queries(field: dict[str, object]) -> None:
+@pytest.mark.parametrize(("field", "key", "value"), [
+    ({"gateTimeout": "1.5h"}, "gateTimeout", "1.5h"),
+    ({"pauseTimeout": "0.5d"}, "pauseTimeout", "0.5d"),
+    ({"stepWeights": [50], "pauses": [{"weight": 50, "duration": "1.5m"}]},
+     "pauses[0].duration", "1.5m"),
+])
+def test_a_fraction_is_refused_in_the_policy_as_in_queries(
+        field: dict[str, object], key: str, value: str) -> None:
     # Issue 13: the policy's own parser took `1.5m` while the analysis model refused it.
-    with pytest.raises(InvalidInput, match="is not a duration"):
+    with pytest.raises(InvalidInput) as refused:
         load_policy({"interval": "30s", "metrics": METRICS, **field})
+    assert (f'canary-service:analysis.{key} = "{value}": must be a duration: whole numbers '
+            "with units in falling order, such as 500ms, 30s, 1m30s") in str(refused.value)

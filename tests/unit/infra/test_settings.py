@@ -11,11 +11,10 @@ import yaml
 from infra.settings import (
     ROUTER_KINDS,
     ServiceSettings,
-    SettingsError,
     config_keys,
     load_settings,
 )
-from rollout.core.errors import InvalidInput
+from rollout.core.errors import InvalidInput, SettingsError
 
 BASE: dict[str, Any] = {"app": "demo", "image": "registry.local/demo", "stableVersion": "v1"}
 
@@ -175,7 +174,22 @@ def test_config_keys_mark_text_values() -> None:
             'canary-service:match[0].headers["x-user"] = ',
         ),
         ({"match": [{"cookie": "no-equals-sign"}]}, "must be <name>=<value>"),
-        ({"parentRefs": [{"nme": "gw"}], "router": "gateway-api"}, "is not a known field"),
+        (
+            # An unknown key's text is never echoed: it may be a misspelt credential.
+            {"parentRefs": [{"nme": "gw"}], "router": "gateway-api"},
+            "canary-service:parentRefs[0].nme = ***: is not a known setting; did you mean name? "
+            "known settings: name, namespace, sectionName",
+        ),
+        (
+            {"parentRefs": [{"nme": "gw"}], "router": "gateway-api"},
+            "canary-service:parentRefs[0].name is not set: run "
+            "`pulumi config set --path 'parentRefs[0].name' <value>`; it must be a non-empty",
+        ),
+        ({"env": {"DB_PASSWORD": ["hunter2"]}}, "canary-service:env.DB_PASSWORD = ***: must map"),
+        (
+            {"sessionAffinity": {"cookieName": "c", "maxAge": "0s"}},
+            'canary-service:sessionAffinity.maxAge = "0s": must be a duration longer than zero',
+        ),
     ],
 )
 def test_invalid_value_names_key_value_and_allowed(
@@ -206,8 +220,9 @@ def test_unknown_key_is_rejected_with_a_suggestion() -> None:
 
 
 def test_snake_case_keys_are_unknown_in_config() -> None:
-    assert "canary-service:canary_weight = 5: is not a known setting" in problems_of(
-        {**BASE, "canary_weight": 5}
+    assert (
+        "canary-service:canary_weight = 5: is not a known setting; did you mean canaryWeight?"
+        in problems_of({**BASE, "canary_weight": 5})
     )
 
 
@@ -230,9 +245,10 @@ def test_project_name_prefixes_keys() -> None:
         load_settings({**BASE, "canaryWeight": 150}, project="other")
 
 
-def test_non_mapping_config_is_rejected() -> None:
-    with pytest.raises(SettingsError, match="config must be a map"):
-        load_settings(["app"])  # type: ignore[arg-type]
+@pytest.mark.parametrize(("raw", "shown"), [(["app"], '["app"]'), (None, "null"), ("x", '"x"')])
+def test_non_mapping_config_is_rejected(raw: Any, shown: str) -> None:
+    assert f"canary-service = {shown}: must be a map with the settings app, namespace" in (
+        problems_of(raw))
 
 
 def test_router_kinds_match_the_model() -> None:
