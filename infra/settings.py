@@ -21,8 +21,8 @@ from rollout.core.config_errors import conflict, validate_config
 from rollout.core.config_model import ConfigModel, PositiveDuration
 from rollout.core.durations import parse_duration
 from rollout.core.routers import ROUTER_NAMES, ROUTERS
+from rollout.core.stackconfig import PROJECT
 
-PROJECT = "canary-service"
 ROUTER_KINDS = ROUTER_NAMES
 
 _LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

@@ -34,21 +34,12 @@ from rollout.adapters.pulumi_command import SessionCommand
 from rollout.adapters.stackfile import StackFile
 from rollout.core.errors import InvalidInput, StackError, StackLocked
 from rollout.core.stack_data import ConfigEntry, UpSummary
+from rollout.core.stackconfig import validate_stack_name
 
-STACK_NAME = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 # Steps that change nothing: after an update that started only these, running it again is safe.
 _NO_CHANGE_OPS = {"same", "read", "refresh"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m|<\{%[a-z]+%\}>")
 EventSink = Callable[[dict[str, Any]], None]
-
-
-def validate_stack_name(name: str) -> str:
-    if not STACK_NAME.match(name):
-        raise InvalidInput(
-            f"{name!r} is not a valid stack name",
-            hint="use letters, digits, '-', '_' or '.', optionally as org/project/stack",
-        )
-    return name
 
 
 def stack_config_dir(project_dir: Path) -> tuple[Path, str]:

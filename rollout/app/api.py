@@ -22,14 +22,14 @@ from rollout.adapters.paths import journal_dir, project_root
 from rollout.adapters.prometheus import default_prometheus
 from rollout.adapters.providers import provider_for
 from rollout.adapters.readback import ClusterReadback
-from rollout.adapters.stack import StackAdapter, validate_stack_name
+from rollout.adapters.stack import StackAdapter
 from rollout.adapters.toolchain import install_provider_plugin, locate, pulumi_environment
 from rollout.adapters.webhooks import WebhookCaller
 from rollout.app.analyzing import MetricAnalysis
 from rollout.app.driver import Driver, Progress, Target
 from rollout.core.errors import InvalidInput, SettingsError
 from rollout.core.policy import Policy, analysis_spec, load_policy
-from rollout.core.stackconfig import Keys, plain_config
+from rollout.core.stackconfig import Keys, plain_config, validate_stack_name
 from rollout.core.state import RolloutState
 
 VERSION_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"

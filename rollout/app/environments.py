@@ -13,15 +13,8 @@ import yaml
 from rollout.adapters.paths import journal_dir, project_root
 from rollout.adapters.stack import stack_config_dir
 from rollout.app.api import Rollouts
-from rollout.app.promotion import (
-    Approvals,
-    Check,
-    Environment,
-    PromotionPolicy,
-    evaluate,
-    read_environment,
-    when,
-)
+from rollout.app.promotion import Approvals, read_environment
+from rollout.core.gates import Environment, PromotionPolicy, ReleaseCheck, evaluate, when
 from rollout.core.state import RolloutState
 
 
@@ -31,7 +24,7 @@ class EnvironmentView:
 
     env: Environment
     source: str | None
-    release: Check | None
+    release: ReleaseCheck | None
 
     def to_dict(self) -> dict[str, Any]:
         env = self.env

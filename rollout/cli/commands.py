@@ -272,8 +272,9 @@ def release_env(
     output: OutputOption = Output.text,
 ) -> None:
     """Roll the version SOURCE runs out on TARGET, with TARGET's policy, once every gate is met."""
-    from rollout.app.promotion import GateNotMet, Release
+    from rollout.app.promotion import Release
     from rollout.cli.progress import ProgressPrinter
+    from rollout.core.errors import GateNotMet
 
     try:
         release = Release(target=target, source=source, on_progress=ProgressPrinter(console))
@@ -284,7 +285,7 @@ def release_env(
         result = release.apply(check, force=force)
     except GateNotMet as err:
         if output is Output.json:
-            out.print_json(json.dumps(err.details))
+            out.print_json(json.dumps(err.check.to_dict()))
         raise
     _finish(result, output)
 

@@ -113,7 +113,7 @@ def gates_table(check: Any) -> Table:
 
 
 def envs_table(views: list[Any]) -> Table:
-    from rollout.app.promotion import when
+    from rollout.core.gates import when
 
     table = Table("env", "stable", "running", "last rollout", "release into it",
                   title="environments")

@@ -118,15 +118,14 @@ class DriverBusy(Busy):
 
 
 class GateNotMet(RolloutError):
-    """A release gate is not met; nothing was changed on either stack. `details` is the gate
-    check as plain data, for `--output json`."""
+    """A release gate is not met; nothing was changed on either stack. `check` is the
+    rollout.core.gates.ReleaseCheck with every gate, met or not."""
 
     exit_code = 5
 
-    def __init__(self, message: str, *, hint: str | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, check: Any = None) -> None:
         super().__init__(message, hint=hint)
-        self.details = details or {}
+        self.check = check
 
 
 class TargetBusy(GateNotMet, Busy):

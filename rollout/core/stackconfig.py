@@ -1,12 +1,27 @@
-"""Reads stack config as typed plain data, and names the keys the driver changes."""
+"""The project's config namespace, stack names, and the keys the driver changes, as plain data."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.core.errors import InvalidInput
 from rollout.core.stack_data import ConfigEntry
+
+# The config namespace of the program's settings (`canary-service:<key>`).
+PROJECT = "canary-service"
+STACK_NAME = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+def validate_stack_name(name: str) -> str:
+    if not STACK_NAME.match(name):
+        raise InvalidInput(
+            f"{name!r} is not a valid stack name",
+            hint="use letters, digits, '-', '_' or '.', optionally as org/project/stack",
+        )
+    return name
 
 
 @dataclass(frozen=True)

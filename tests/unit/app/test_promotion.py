@@ -11,19 +11,17 @@ import pytest
 from infra.settings import load_settings
 from rollout.app.api import RolloutResult
 from rollout.app.environments import ordered, predecessors, stack_files
-from rollout.app.promotion import (
+from rollout.app.promotion import Approvals, Release, resolve_source
+from rollout.core.errors import Aborted, GateNotMet, InvalidInput, SettingsError
+from rollout.core.gates import (
     GATES,
-    Approvals,
     Environment,
     PromotionPolicy,
-    Release,
     blocked,
     evaluate,
     load_promotion,
     proven,
-    resolve_source,
 )
-from rollout.core.errors import Aborted, GateNotMet, InvalidInput, SettingsError
 from rollout.core.state import Outcome, Phase, RolloutState
 
 NOW = 1_700_000_000.0
@@ -153,6 +151,8 @@ def test_gate_not_met_names_every_unmet_gate_and_its_fix() -> None:
     assert err.exit_code == 5
     assert "blocked by soak, approval (nothing was changed)" in err.message
     assert "wait 22h" in str(err.hint) and "--approve" in str(err.hint)
+    # The Python API's promise (README, examples/release-pipeline.sh): the gates ride along.
+    assert [gate.name for gate in err.check.unmet] == ["soak", "approval"]
 
 
 # -- the gate config -------------------------------------------------------------------------
