@@ -21,13 +21,12 @@ from rollout.core.config_errors import conflict, validate_config
 from rollout.core.config_model import ConfigModel, PositiveDuration
 from rollout.core.durations import parse_duration
 from rollout.core.routers import ROUTER_NAMES, ROUTERS
-from rollout.core.stackconfig import PROJECT
+from rollout.core.stackconfig import PROJECT, VERSION_TAG
 
 ROUTER_KINDS = ROUTER_NAMES
 
 _LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _HOST = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 _REPO = (
     r"^([A-Za-z0-9.-]+(:[0-9]+)?/)?"
     r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
@@ -115,7 +114,7 @@ def _scalar_to_str(value: Any) -> Any:
 
 Int = Annotated[int, BeforeValidator(_no_bool)]
 Label = Annotated[str, StringConstraints(pattern=_LABEL, max_length=63)]
-Tag = Annotated[str, StringConstraints(pattern=_TAG)]
+Tag = Annotated[str, StringConstraints(pattern=VERSION_TAG)]
 Host = Annotated[str, StringConstraints(pattern=_HOST, max_length=253)]
 Quantity = Annotated[str, BeforeValidator(_scalar_to_str), StringConstraints(pattern=_QUANTITY)]
 EnvValue = Annotated[str, BeforeValidator(_scalar_to_str)]

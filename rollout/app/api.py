@@ -29,10 +29,8 @@ from rollout.app.analyzing import MetricAnalysis
 from rollout.app.driver import Driver, Progress, Target
 from rollout.core.errors import InvalidInput, SettingsError
 from rollout.core.policy import Policy, analysis_spec, load_policy
-from rollout.core.stackconfig import Keys, plain_config, validate_stack_name
+from rollout.core.stackconfig import VERSION_TAG, Keys, plain_config, validate_stack_name
 from rollout.core.state import RolloutState
-
-VERSION_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 
 class SystemClock:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.settings import PROJECT
-from rollout.app.api import VERSION_TAG, RolloutResult, Rollouts
+from rollout.app.api import RolloutResult, Rollouts
 from rollout.app.driver import Progress
 from rollout.core.errors import InvalidInput, RolloutError
 from rollout.core.gates import (
@@ -25,7 +25,7 @@ from rollout.core.gates import (
     load_promotion,
     when,
 )
-from rollout.core.stackconfig import plain_config
+from rollout.core.stackconfig import VERSION_TAG, plain_config
 
 # -- approvals and the release log (files next to the journal) ------------------------------
 

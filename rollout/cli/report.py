@@ -17,6 +17,7 @@ import httpx
 
 from rollout.analysis.templates import BUILTIN_TEMPLATES, DURATION_P99, SUCCESS_RATE, render
 from rollout.analysis.wording import bounds, show
+from rollout.core.durations import format_duration
 from rollout.core.state import RolloutState
 
 _log = logging.getLogger(__name__)
@@ -453,7 +454,7 @@ def _summary_table(summary: Mapping[str, Any]) -> str:
             ("outcome", summary["outcome"] or "-"), ("phase", summary["phase"]),
             ("reason", summary["reason"] or "-"), ("failed checks", summary["failed_checks"]),
             ("started", summary["started"]), ("ended", summary["ended"] or "-"),
-            ("duration", _duration(summary["duration_seconds"]))]
+            ("duration", format_duration(summary["duration_seconds"]))]
     lines = "".join(f"<tr><th>{_e(k)}</th>{_td(v)}</tr>" for k, v in rows)
     return f'<table class="summary">{lines}</table>'
 
@@ -505,11 +506,6 @@ def _events_table(events: list[Mapping[str, Any]]) -> str:
     rows = [[_td(f"+{e['t']:.1f}s", "num"), _td(e["phase"]), _td(e["step"] or "-", "num"),
              _td(f"{e['weight']}%", "num"), _td(e["message"])] for e in events]
     return _table(["time", "phase", "step", "weight", "message"], rows)
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
 
 
 # -- writing it all -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from rollout.core.config_errors import validate_config
 from rollout.core.config_model import ConfigModel, Duration
-from rollout.core.durations import parse_duration
+from rollout.core.durations import format_duration, parse_duration
 from rollout.core.errors import GateNotMet, TargetBusy
 from rollout.core.stackconfig import PROJECT, STACK_NAME
 from rollout.core.state import Outcome, RolloutState
@@ -245,15 +245,9 @@ def _target_idle(target: Environment) -> Gate:
 
 
 def span(seconds: float) -> str:
-    """A soak-sized duration in whole seconds: 45s, 10m, 2m5s, 1h30m, 22h."""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        minutes, secs = divmod(whole, 60)
-        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
-    hours, minutes = divmod(round(whole / 60), 60)
-    return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    """A soak-sized duration: whole seconds under an hour, whole minutes above (45s, 2m5s,
+    1h30m, 22h), in the one duration grammar."""
+    return format_duration(seconds if seconds < 3600 else round(seconds / 60) * 60)
 
 
 def when(timestamp: float) -> str:

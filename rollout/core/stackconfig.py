@@ -10,6 +10,8 @@ from typing import Any
 from rollout.core.errors import InvalidInput
 from rollout.core.stack_data import ConfigEntry
 
+# An image tag, as the stack's stableVersion / canaryVersion and `rollout run --version` take it.
+VERSION_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 # The config namespace of the program's settings (`canary-service:<key>`).
 PROJECT = "canary-service"
 STACK_NAME = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
