@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rolls VERSION out on the first environment, then releases it along the others, in order,
-# on the Python API (rollout.Rollouts and rollout.app.promotion.release).
+# on the Python API (rollout.Rollouts and rollout.release).
 #
 #   examples/release-pipeline.sh v2 staging prod          # from the project directory
 #   APPROVE=1 examples/release-pipeline.sh v2 staging prod   # when prod requires approval
@@ -21,10 +21,7 @@ exec "$python" - "$@" <<'PY'
 import os
 import sys
 
-from rollout import Rollouts
-from rollout.core.errors import RolloutError
-from rollout.app.promotion import release
-from rollout.core.errors import GateNotMet
+from rollout import GateNotMet, RolloutError, Rollouts, release
 
 version, first, *rest = sys.argv[1:]
 approve = os.environ.get("APPROVE") == "1"

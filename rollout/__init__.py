@@ -1,20 +1,31 @@
 """Canary releases for Kubernetes driven by the Pulumi Automation API.
 
-    from rollout import Rollouts
+    from rollout import Rollouts, release
     Rollouts(stack="staging").run("v2")
+    release("staging", "prod")
+
+The public Python API is what this package exports; the layers below it (core, analysis,
+adapters, app, cli) are the implementation.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
-__all__ = ["RolloutResult", "Rollouts"]
+# name -> the module that defines it; imported on first use, so `python -m rollout.lab.*`
+# helpers and the CLI start without importing Pulumi.
+_EXPORTS = {
+    "Rollouts": "rollout.app.api",
+    "RolloutResult": "rollout.app.api",
+    "release": "rollout.app.promotion",
+    "RolloutError": "rollout.core.errors",
+    "GateNotMet": "rollout.core.errors",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `python -m rollout.lab.*` helpers start without importing Pulumi.
-    if name in __all__:
-        from rollout.app import api
-
-        return getattr(api, name)
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(name)
