@@ -44,6 +44,7 @@ class Toolchain:
     kube_apiserver: Path
     kube_controller_manager: Path
     kube_scheduler: Path
+    kubectl: Path
     istio_crds: Path
     gateway_api_crds: Path
     prometheus: Path | None
@@ -52,7 +53,7 @@ class Toolchain:
         paths = [
             self.pulumi, self.provider, self.etcd, self.kwok, self.kwok_stages,
             self.kube_apiserver,
-            self.kube_controller_manager, self.kube_scheduler, self.istio_crds,
+            self.kube_controller_manager, self.kube_scheduler, self.kubectl, self.istio_crds,
             self.gateway_api_crds,
         ]
         return [p for p in paths if not p.exists()]
@@ -75,6 +76,7 @@ def locate(versions: dict[str, str] | None = None) -> Toolchain:
         kube_apiserver=k8s / "kube-apiserver",
         kube_controller_manager=k8s / "kube-controller-manager",
         kube_scheduler=k8s / "kube-scheduler",
+        kubectl=k8s / "kubectl",
         istio_crds=crds / "istio.yaml",
         gateway_api_crds=crds / "gateway-api.yaml",
         prometheus=Path(prometheus) if prometheus else None,
@@ -124,7 +126,9 @@ def pulumi_environment(tools: Toolchain, *, pulumi_home: Path, backend_dir: Path
 
     A user's own PULUMI_BACKEND_URL or passphrase settings win over the lab defaults.
     """
-    bin_dirs = [str(tools.pulumi.parent), str(install_root() / "toolchain" / "bin")]
+    # kubectl (built from the control plane's own module) sits with the control plane.
+    bin_dirs = [str(tools.pulumi.parent), str(install_root() / "toolchain" / "bin"),
+                str(tools.kubectl.parent)]
     env = {
         "PULUMI_HOME": str(pulumi_home),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
