@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
-from rollout.core.errors import DriverBusy, InvalidInput
+from rollout.core.errors import DriverBusy, InvalidInput, LockLost
 from rollout.core.state import RolloutState
 
 _log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class Journal:
 
     def save(self, state: RolloutState) -> None:
         """Atomic and durable: a crash leaves either the old or the new record, never half."""
+        if self._lock is not None:
+            self.check_held()
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".json.tmp")
         with tmp.open("w") as handle:
@@ -80,6 +82,8 @@ class Journal:
         """Appends a finished rollout to the stack's history (read by status and the release
         gates), durably, once: a rollout already there is not written again. Returns whether
         it was written."""
+        if self._lock is not None:
+            self.check_held()
         if any(past.rollout_id == state.rollout_id for past in self.history()):
             return False
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -200,6 +204,40 @@ class Journal:
             return
         with self.lock_path.open() as handle:
             self._take(handle)
+
+    def holder(self) -> str | None:
+        """What the holder wrote in the lock file ("pid N since T"), or None when no process
+        holds the lock."""
+        if self._lock is not None:
+            return self.lock_path.read_text().strip() or f"pid {os.getpid()}"
+        if not self.lock_path.exists():
+            return None
+        with self.lock_path.open() as handle:
+            try:
+                self._take(handle)
+            except DriverBusy:
+                handle.seek(0)
+                return handle.read().strip() or "another process"
+        return None
+
+    def check_held(self) -> None:
+        """Raises `LockLost` unless this journal holds the lock on the stack's lock file as it
+        is now: a lock file removed by hand lets a second driver lock a new one."""
+        if self._lock is None:
+            raise LockLost(f"this driver does not hold the rollout lock of stack {self.stack}",
+                           hint="take it first (`acquire`)")
+        mine = os.fstat(self._lock.fileno())
+        try:
+            now = os.stat(self.lock_path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            raise LockLost(
+                f"the lock file {self.lock_path} of stack {self.stack} was removed or replaced "
+                "while this driver held it, so another driver may be running on the stack",
+                hint="check `rollout status`; resume with `rollout resume` once only one "
+                     "driver runs",
+            )
 
     def driver_running(self) -> bool:
         """Whether some process holds the lock (without taking it for long)."""

@@ -8,8 +8,9 @@
     │   ├── ToolchainError        a pinned tool is missing or could not be built
     │   ├── LabError              a lab component could not start or is unhealthy
     │   ├── MetricQueryError      a query could not be answered (rollout.analysis.errors)
-    │   └── StackError            a Pulumi operation failed
-    │       └── StackLocked       another update holds the stack's lock
+    │   ├── StackError            a Pulumi operation failed
+    │   │   └── StackLocked       another update holds the stack's lock
+    │   └── LockLost              this driver no longer holds the stack's rollout lock
     ├── Busy                      someone else is at work on the stack (nothing changed)    3
     │   ├── DriverBusy            another driver holds the stack's rollout lock
     │   └── TargetBusy            a release's target stack has an unfinished rollout
@@ -67,6 +68,11 @@ class StackError(InfrastructureError):
 
 class StackLocked(StackError):
     pass
+
+
+class LockLost(InfrastructureError):
+    """The driver's hold on the stack's rollout lock ended (taken over, or not renewed within
+    the renew deadline): it must stop before its next action and write nothing more."""
 
 
 class Aborted(RolloutError):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rollout.core.stack_data import ConfigEntry, UpSummary
+from rollout.core.state import RolloutState
 
 
 class StackPort(Protocol):
@@ -87,3 +88,71 @@ class Notifier(Protocol):
     its own delivery failures; the driver posts to each of its notifiers in turn."""
 
     def post(self, *, title: str, text: str, ok: bool, fields: dict[str, Any]) -> None: ...
+
+
+class StateStore(Protocol):
+    """Where one stack's rollout state lives: the journal (the unfinished or last rollout),
+    the history of finished rollouts, the requests people queue, and the one-driver lock.
+
+    `rollout.adapters.journal.Journal` keeps it in files (offline use, tests);
+    `rollout.adapters.cluster_store.ClusterStore` in the cluster the stack deploys to.
+    tests/contract/state_store.py states these promises and runs against both.
+    """
+
+    def load(self) -> RolloutState | None:
+        """The journaled state, or None when the stack never had a rollout."""
+        ...
+
+    def save(self, state: RolloutState) -> None:
+        """Replaces the journal, whole or not at all. While this store holds the lock, raises
+        `LockLost` instead of writing once the lock was taken over or not renewed."""
+        ...
+
+    def archive(self, state: RolloutState) -> bool:
+        """Appends a finished rollout to history, once (by rollout id); whether it was new."""
+        ...
+
+    def history(self) -> list[RolloutState]:
+        """Finished rollouts, oldest first."""
+        ...
+
+    def archive_if_missing(self) -> RolloutState | None:
+        """Archives a finished journal that never reached history; returns it if it did."""
+        ...
+
+    def request(self, action: str, *, rollout_id: str | None = None, by: str = "",
+                reason: str = "") -> dict[str, Any]:
+        """Queues approve / promote / abort for one rollout (by default the unfinished one;
+        `InvalidInput` when there is none); returns the entry with its unique `id`."""
+        ...
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every queued request, oldest first, each with `id`, `rollout_id`, `action`, `by`,
+        `at` and `reason`; an id never changes, so the driver handles each request once."""
+        ...
+
+    def acquire(self) -> None:
+        """Takes the stack's one-driver lock, or raises `DriverBusy` naming the holder."""
+        ...
+
+    def release(self) -> None:
+        """Frees the lock if this store holds it; never raises."""
+        ...
+
+    def refuse_if_busy(self) -> None:
+        """Raises `DriverBusy`, naming the holder, when another driver holds the lock; quick,
+        and it creates nothing."""
+        ...
+
+    def driver_running(self) -> bool:
+        """Whether some driver (this one included) holds the lock now."""
+        ...
+
+    def holder(self) -> str | None:
+        """Who holds the lock now (this store included), or None when nobody does."""
+        ...
+
+    def check_held(self) -> None:
+        """Raises `LockLost` unless this store still holds the lock: call it before each
+        action, and stop on it."""
+        ...
