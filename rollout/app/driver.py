@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rollout.adapters.journal import Journal
 from rollout.adapters.processes import alive
 from rollout.adapters.webhooks import WebhookCaller
 from rollout.analysis.wording import metrics_line
@@ -24,6 +23,7 @@ from rollout.core.errors import (
     Aborted,
     InfrastructureError,
     InvalidInput,
+    LockLost,
     RolloutError,
     StackError,
     StackLocked,
@@ -36,6 +36,7 @@ from rollout.core.ports import (
     Notifier,
     ReadbackPort,
     StackPort,
+    StateStore,
 )
 from rollout.core.routers import WEIGHT_STEP_TYPES
 from rollout.core.schedule import Step, build_schedule, promotion_weights
@@ -109,7 +110,7 @@ class _Stop(Exception):
 
 class Driver:
     def __init__(self, *, stack: StackPort, analysis: AnalysisPort, readback: ReadbackPort,
-                 journal: Journal, webhooks: WebhookCaller, notifiers: Sequence[Notifier],
+                 journal: StateStore, webhooks: WebhookCaller, notifiers: Sequence[Notifier],
                  clock: Clock,
                  policy: Policy, target: Target, keys: Keys, stack_name: str,
                  on_progress: Progress | None = None, leave_paused: bool = False,
@@ -303,6 +304,8 @@ class Driver:
         while not state.phase.terminal:
             try:
                 state = handlers[state.phase](state)
+            except LockLost:
+                raise  # another driver holds the stack now: write nothing, revert nothing
             except (_Rollback, _PromoteNow, _Stop, RolloutError) as interruption:
                 # The handler journaled its progress before it was interrupted.
                 state = self._interrupted(self.journal.load() or state, interruption)
@@ -673,6 +676,9 @@ class Driver:
             self.clock.sleep(min(left, 0.5))
 
     def _interrupts(self, state: RolloutState) -> None:
+        # Before every action: a driver whose lock was taken over (or not renewed in time)
+        # stops here, even in the middle of a revert, which the new holder finishes.
+        self.journal.check_held()
         if state.phase is Phase.ROLLING_BACK:
             return  # a revert always runs to its end; requests wait for the next rollout
         if self._signal is not None:

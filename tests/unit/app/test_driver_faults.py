@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.core.errors import Aborted, InvalidInput
+from rollout.core.errors import Aborted, InvalidInput, LockLost
 from rollout.core.stack_data import ConfigEntry
 from rollout.core.state import Outcome, Phase
 from tests.unit.app.test_driver import Killed, make
@@ -276,3 +276,31 @@ def test_a_revert_resumed_from_a_fresh_checkout_moves_traffic_before_pods(
     assert state.outcome is Outcome.ROLLED_BACK
     assert stack.unsafe_ups() == [], "traffic left the canary before its pods did"
     assert stack.entries == base_config()
+
+
+def test_a_driver_whose_lock_is_taken_stops_before_its_next_action_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: another driver took the stack over (its lease expired here, or a person
+    # edited it). This one must neither step on nor revert what the new holder now drives.
+    driver, stack, _, journal = make(tmp_path)
+    checks = {"n": 0}
+    held = journal.check_held
+
+    def taken_after_the_first_step() -> None:
+        checks["n"] += 1
+        if len(stack.ups) >= 2:  # the canary scaled up and the first weight step applied
+            raise LockLost("the lease of stack lab is held by other@host:1",
+                           hint="let the holder finish")
+        held()
+
+    journal.check_held = taken_after_the_first_step  # type: ignore[method-assign]
+    with pytest.raises(LockLost):
+        driver.run("v2")
+    ups = len(stack.ups)
+    saved = journal.load()
+    assert ups == 2 and checks["n"] > 0
+    assert saved is not None and saved.phase is Phase.PROGRESSING, "no revert was started"
+    assert not any("failed" in e["message"] for e in saved.events), "nothing written after"
+    assert journal.history() == []
+    assert stack.weights_seen()[-1] > 0, "the new holder's traffic was left alone"
