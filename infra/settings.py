@@ -88,6 +88,7 @@ RULES: dict[str, str] = {
     "awaitTimeoutSeconds": "must be an integer >= 1",
     "analysis": "must be an object (it is validated by the rollout driver)",
     "promotion": "must be an object (it is validated by `rollout release`)",
+    "stateStore": "must be file (the journal directory) or cluster (a CanaryRollout and a Lease in the stack's namespace; run `rollout install` once)",
 }
 
 
@@ -241,6 +242,8 @@ class ServiceSettings(ConfigModel):
     # Opaque here: the rollout driver owns and validates the analysis schema.
     analysis: dict[str, Any] | None = None
     promotion: dict[str, Any] | None = None
+    # Where the driver keeps rollout state (rollout.app.api): the program ignores it.
+    state_store: Literal["file", "cluster"] = "file"
 
     @field_validator("gateways")
     @classmethod

@@ -72,6 +72,23 @@ def settings_path(project_dir: Path, stack: str) -> Path:
     return folder / f"Pulumi.{stack.split('/')[-1]}{ext}"
 
 
+def stack_file_values(path: Path) -> dict[str, Any]:
+    """The plain (not secret) config values of a stack settings file, read directly: for the
+    few settings needed before the `pulumi` CLI is worth starting. A missing file has none."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, yaml.YAMLError) as err:
+        raise InvalidInput(f"cannot read {path}: {err}",
+                           hint="fix the file's YAML (pulumi config shows what it holds)") from err
+    config = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(config, dict):
+        return {}
+    return {str(key): value for key, value in config.items() if not isinstance(value, dict)
+            or "secure" not in value}
+
+
 class StackAdapter:
     """One Pulumi stack of the project in `project_dir`, whose program the CLI runs."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.settings import PROJECT, load_settings
+from rollout.adapters.cluster_store import ClusterStore
 from rollout.adapters.journal import Journal
 from rollout.adapters.lab_layout import Layout
 from rollout.adapters.notify import notifiers_for
@@ -22,13 +23,14 @@ from rollout.adapters.paths import journal_dir, project_root
 from rollout.adapters.prometheus import default_prometheus
 from rollout.adapters.providers import provider_for
 from rollout.adapters.readback import ClusterReadback
-from rollout.adapters.stack import StackAdapter
+from rollout.adapters.stack import StackAdapter, settings_path, stack_file_values
 from rollout.adapters.toolchain import install_provider_plugin, locate, pulumi_environment
 from rollout.adapters.webhooks import WebhookCaller
 from rollout.app.analyzing import MetricAnalysis
 from rollout.app.driver import Driver, Progress, Target
 from rollout.core.errors import InvalidInput, SettingsError
 from rollout.core.policy import Policy, analysis_spec, load_policy
+from rollout.core.ports import StateStore
 from rollout.core.stackconfig import VERSION_TAG, Keys, plain_config, validate_stack_name
 from rollout.core.state import RolloutState
 
@@ -78,8 +80,36 @@ class Rollouts:
         self.stack_name = validate_stack_name(stack)
         self.project_dir = project_dir or project_root()
         self.on_progress = on_progress
-        self.journal = Journal(journal_directory or journal_dir(), self.stack_name)
+        self._journal_directory = journal_directory
+        self._store: StateStore | None = None
         self._adapter: StackAdapter | None = None
+
+    @property
+    def journal(self) -> StateStore:
+        """The stack's rollout state: its `stateStore` setting says where (read from the stack
+        file itself, so a busy stack is refused before the CLI loads anything); an explicit
+        `journal_directory` always means files there."""
+        if self._store is None:
+            self._store = self._state_store()
+        return self._store
+
+    def _state_store(self) -> StateStore:
+        if self._journal_directory is not None:
+            return Journal(self._journal_directory, self.stack_name)
+        plain = stack_file_values(settings_path(self.project_dir, self.stack_name))
+        kind = plain.get(f"{PROJECT}:stateStore", "file")
+        if kind == "file":
+            return Journal(journal_dir(), self.stack_name)
+        if kind != "cluster":
+            raise InvalidInput(
+                f"{PROJECT}:stateStore = {kind!r}: must be file or cluster",
+                hint=f"fix stacks/Pulumi.{self.stack_name}.yaml")
+        namespace = str(plain.get(f"{PROJECT}:namespace", "default"))
+        context = plain.get("kubernetes:context")
+        return ClusterStore.from_kubeconfig(
+            stack=self.stack_name, namespace=namespace,
+            kubeconfig=os.environ.get("KUBECONFIG", str(Layout.default().kubeconfig)),
+            context=str(context) if context else None)
 
     @property
     def adapter(self) -> StackAdapter:

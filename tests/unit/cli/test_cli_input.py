@@ -57,7 +57,11 @@ def test_a_busy_stack_is_refused_before_its_settings_are_loaded(
     from rollout.adapters.journal import Journal
 
     monkeypatch.setenv("CANARY_JOURNAL_DIR", str(tmp_path))
-    monkeypatch.setenv("CANARY_PROJECT_DIR", str(tmp_path / "no-project-here"))
+    # A project with no stack settings at all: nothing for the CLI to load yet.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: canary-service\nruntime: python\n")
+    monkeypatch.setenv("CANARY_PROJECT_DIR", str(project))
     holder = Journal(tmp_path, "busy")
     holder.acquire()
     try:

@@ -1,0 +1,71 @@
+"""Which state store a stack's rollouts use: its `stateStore` setting, read from the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rollout.adapters.cluster_store import ClusterStore
+from rollout.adapters.journal import Journal
+from rollout.app.api import Rollouts
+from rollout.core.errors import InfrastructureError, InvalidInput
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: not-a-real-token}}]
+contexts: [{name: ctx, context: {cluster: c, user: u}}]
+current-context: ctx
+"""
+
+
+def project(tmp_path: Path, config: str) -> Path:
+    root = tmp_path / "project"
+    (root / "stacks").mkdir(parents=True)
+    (root / "Pulumi.yaml").write_text("name: canary-service\nruntime: python\n"
+                                      "stackConfigDir: stacks\n")
+    (root / "stacks" / "Pulumi.prod.yaml").write_text(f"config:\n{config}")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.setenv("CANARY_JOURNAL_DIR", str(tmp_path / "journal"))
+
+
+def test_files_unless_the_stack_says_cluster(tmp_path: Path) -> None:
+    rollouts = Rollouts(stack="prod", project_dir=project(tmp_path, "  canary-service:app: web\n"))
+    assert isinstance(rollouts.journal, Journal)
+
+
+def test_the_cluster_store_lives_in_the_stack_namespace(tmp_path: Path) -> None:
+    root = project(tmp_path, "  canary-service:stateStore: cluster\n"
+                             "  canary-service:namespace: shop\n")
+    store = Rollouts(stack="prod", project_dir=root).journal
+    assert isinstance(store, ClusterStore)
+    assert store.where == "CanaryRollout shop/prod"
+
+
+def test_an_explicit_journal_directory_is_always_files(tmp_path: Path) -> None:
+    root = project(tmp_path, "  canary-service:stateStore: cluster\n")
+    assert isinstance(Rollouts(stack="prod", project_dir=root,
+                               journal_directory=tmp_path / "j").journal, Journal)
+
+
+def test_a_bad_store_name_is_refused_naming_the_key(tmp_path: Path) -> None:
+    root = project(tmp_path, "  canary-service:stateStore: etcd\n")
+    with pytest.raises(InvalidInput) as err:
+        _ = Rollouts(stack="prod", project_dir=root).journal
+    assert "canary-service:stateStore = 'etcd'" in str(err.value)
+
+
+def test_an_unknown_context_is_an_infrastructure_error_naming_it(tmp_path: Path) -> None:
+    root = project(tmp_path, "  canary-service:stateStore: cluster\n"
+                             "  kubernetes:context: nowhere\n")
+    with pytest.raises(InfrastructureError) as err:
+        _ = Rollouts(stack="prod", project_dir=root).journal
+    assert "nowhere" in str(err.value)
