@@ -93,13 +93,19 @@ class Rollouts:
             self._store = self._state_store()
         return self._store
 
+    @property
+    def files_directory(self) -> Path:
+        """Where this stack's local files live: the file store's journal, and (whatever the
+        store) release approvals and the release log, which are not in the cluster yet."""
+        return self._journal_directory or journal_dir()
+
     def _state_store(self) -> StateStore:
         if self._journal_directory is not None:
-            return Journal(self._journal_directory, self.stack_name)
+            return Journal(self.files_directory, self.stack_name)
         plain = stack_file_values(settings_path(self.project_dir, self.stack_name))
         kind = plain.get(f"{PROJECT}:stateStore", "file")
         if kind == "file":
-            return Journal(journal_dir(), self.stack_name)
+            return Journal(self.files_directory, self.stack_name)
         if kind != "cluster":
             raise InvalidInput(
                 f"{PROJECT}:stateStore = {kind!r}: must be file or cluster",

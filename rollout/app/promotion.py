@@ -140,7 +140,7 @@ class Release:
 
     @property
     def approvals(self) -> Approvals:
-        return Approvals(self.target.journal.directory, self.target.stack_name)
+        return Approvals(self.target.files_directory, self.target.stack_name)
 
     def check(self, *, approve: bool = False, force: bool = False) -> ReleaseCheck:
         target = read_environment(self.target)
@@ -170,10 +170,10 @@ class Release:
             result = self.target.run(check.version)
         except RolloutError as err:
             # The audit line is written however the release ends.
-            append_release_log(self.target.journal.directory, check,
+            append_release_log(self.target.files_directory, check,
                                f"error (exit {err.exit_code}): {err.message}", force=force)
             raise
-        append_release_log(self.target.journal.directory, check, result.outcome, force=force)
+        append_release_log(self.target.files_directory, check, result.outcome, force=force)
         return ReleaseResult(check, result)
 
 
@@ -193,4 +193,4 @@ def approve_release(target: str, version: str, *, by: str,
         raise InvalidInput(f"{version!r} is not a valid image tag",
                            hint="use letters, digits, '_', '.', '-' (at most 128)")
     rollouts = Rollouts(stack=target, journal_directory=journal_directory)
-    Approvals(rollouts.journal.directory, rollouts.stack_name).record(version, by=by)
+    Approvals(rollouts.files_directory, rollouts.stack_name).record(version, by=by)

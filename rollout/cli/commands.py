@@ -232,6 +232,42 @@ def status(stack: StackOption, output: OutputOption = Output.text) -> None:
 
 
 @app.command()
+def install(
+    kubeconfig: Annotated[str | None, typer.Option(
+        help="the cluster's kubeconfig (default: $KUBECONFIG, else the lab's)")] = None,
+    context: Annotated[str | None, typer.Option(help="its context (default: current)")] = None,
+) -> None:
+    """Install the CanaryRollout resource definition that stateStore: cluster keeps rollout
+    state in (idempotent: run it again after an upgrade)."""
+    import os
+
+    from rollout.adapters.cluster_resource import CRD_NAME
+    from rollout.adapters.cluster_store import api_client, install_crd
+    from rollout.adapters.lab_layout import Layout
+
+    path = kubeconfig or os.environ.get("KUBECONFIG") or str(Layout.default().kubeconfig)
+    install_crd(api_client(path, context))
+    console.print(f"{CRD_NAME} is installed and established; `rollout rbac --namespace N` "
+                  "prints the roles drivers and approvers need")
+
+
+@app.command()
+def rbac(
+    namespace: Annotated[str, typer.Option(help="the namespace the stack deploys to")],
+    driver: Annotated[list[str] | None, typer.Option(
+        help="who drives rollouts, e.g. serviceaccount:ci (repeatable)")] = None,
+    approver: Annotated[list[str] | None, typer.Option(
+        help="who may approve, promote or abort, e.g. group:release-managers")] = None,
+) -> None:
+    """Print a minimal Role and RoleBinding for drivers (read/write rollout state) and for
+    approvers (requests only), for `kubectl apply -f -`."""
+    from rollout.adapters.cluster_resource import rbac_yaml
+
+    options = {k: tuple(v) for k, v in (("drivers", driver), ("approvers", approver)) if v}
+    sys.stdout.write(rbac_yaml(namespace, **options))
+
+
+@app.command()
 def demo(
     rps: Annotated[float, typer.Option(help="load generator rate")] = 20.0,
     output: OutputOption = Output.text,

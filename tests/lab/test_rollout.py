@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -241,6 +242,55 @@ def test_a_second_driver_is_refused_and_sigint_to_the_group_reverts_after_the_up
     assert not any("cancel" in m for m in messages), messages
     _reverted(service, stable)
     traffic.check(candidate_healthy=True)
+
+
+# -- rollout state in the cluster (issue 14) ------------------------------------------------
+
+def _kubectl(service: Service, *args: str) -> str:
+    env = {**os.environ, **service.lab.environment()}
+    done = subprocess.run(["kubectl", *args], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_with_the_cluster_store_kubectl_shows_the_rollout_and_a_second_driver_is_refused(
+        service: Service) -> None:
+    candidate = service.healthy_candidate()
+    env = {**os.environ, **service.lab.environment()}
+    for _ in range(2):  # idempotent
+        install = subprocess.run([sys.executable, "-m", "rollout.cli", "install"], env=env,
+                                 capture_output=True, text=True, timeout=120, check=False)
+        assert install.returncode == 0, install.stderr
+    key = f"{PREFIX}:stateStore"
+    StackFile(service.stack_file).set({key: "cluster"})
+    try:
+        run = service.cli("run", "--version", candidate, "--output", "json")
+        seen: set[str] = set()
+        deadline = time.monotonic() + 120
+        while "Progressing" not in seen and time.monotonic() < deadline:
+            table = _kubectl(service, "get", "canaryrollouts", "-A")
+            seen |= {word for line in table.splitlines()[1:] for word in line.split()}
+            time.sleep(0.5)
+        assert {"Progressing", candidate, service.stack} <= seen, table
+        assert table.split("\n")[0].split()[:4] == ["NAMESPACE", "NAME", "STACK", "PHASE"]
+        started = time.monotonic()
+        second = service.cli("run", "--version", candidate)
+        _, refused = second.communicate(timeout=60)
+        assert second.returncode == 3 and "another rollout driver is running" in refused
+        assert time.monotonic() - started < 5, "refused within 5 s"
+        code, result, err = _finish(run)
+        assert code == 0 and result["outcome"] == "promoted", err
+        status = service.cli("status", "--output", "json")
+        out, _ = status.communicate(timeout=60)
+        history = json.loads(out)["history"]
+        assert [h["candidate"] for h in history][-1:] == [candidate]
+        assert not (service.journal_dir / f"{service.stack}.json").exists(), "no file journal"
+        described = _kubectl(service, "describe", "canaryrollout", "-n", service.namespace,
+                             service.stack)
+        assert "Succeeded" in described and "Progressing" in described
+    finally:
+        StackFile(service.stack_file).remove([key])
 
 
 # -- the cluster and Prometheus go away --------------------------------------------------------

@@ -224,18 +224,9 @@ def test_an_approval_is_for_one_version(tmp_path: Path) -> None:
 
 
 @dataclass
-class FakeJournal:
-    directory: Path
-
-
-@dataclass
 class FakeTarget:
-    directory: Path
+    files_directory: Path
     runs: list[str] = field(default_factory=list)
-
-    @property
-    def journal(self) -> FakeJournal:
-        return FakeJournal(self.directory)
 
     def run(self, version: str) -> RolloutResult:
         self.runs.append(version)
