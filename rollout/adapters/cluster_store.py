@@ -75,7 +75,7 @@ from rollout.adapters.cluster_resource import (
     with_journal,
 )
 from rollout.core.errors import DriverBusy, InfrastructureError, InvalidInput, LockLost
-from rollout.core.state import RolloutState
+from rollout.core.state import RolloutState, unfinished_rollout_id
 
 _log = logging.getLogger(__name__)
 
@@ -181,11 +181,7 @@ class ClusterStore:
     def request(self, action: str, *, rollout_id: str | None = None, by: str = "",
                 reason: str = "") -> dict[str, Any]:
         if rollout_id is None:
-            state = self.load()
-            if state is None or state.phase.terminal:
-                raise InvalidInput(f"no unfinished rollout on stack {self.stack} to {action}",
-                                   hint="start one with `rollout run`")
-            rollout_id = state.rollout_id
+            rollout_id = unfinished_rollout_id(self.load(), stack=self.stack, action=action)
         elif self._get() is None:
             self._create()
         entry = _entry(action, rollout_id=rollout_id, by=by or _person(), reason=reason)

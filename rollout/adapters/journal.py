@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rollout.core.errors import DriverBusy, InvalidInput, LockLost
-from rollout.core.state import RolloutState
+from rollout.core.state import RolloutState, unfinished_rollout_id
 
 _log = logging.getLogger(__name__)
 
@@ -131,11 +131,7 @@ class Journal:
         The queue is append-only: a request is never overwritten by another, and the driver
         records which ones it handled, so each acts once and only on its own rollout."""
         if rollout_id is None:
-            state = self.load()
-            if state is None or state.phase.terminal:
-                raise InvalidInput(f"no unfinished rollout on stack {self.stack} to {action}",
-                                   hint="start one with `rollout run`")
-            rollout_id = state.rollout_id
+            rollout_id = unfinished_rollout_id(self.load(), stack=self.stack, action=action)
         entry = {"id": uuid.uuid4().hex[:12], "rollout_id": rollout_id, "action": action,
                  "by": by or _who(), "at": time.time(), "reason": reason}
         self.directory.mkdir(parents=True, exist_ok=True)

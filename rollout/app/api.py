@@ -32,7 +32,7 @@ from rollout.core.errors import InvalidInput, SettingsError
 from rollout.core.policy import Policy, analysis_spec, load_policy
 from rollout.core.ports import StateStore
 from rollout.core.stackconfig import VERSION_TAG, Keys, plain_config, validate_stack_name
-from rollout.core.state import RolloutState
+from rollout.core.state import RolloutState, unfinished_rollout_id
 
 
 class SystemClock:
@@ -202,11 +202,7 @@ class Rollouts:
         return self.journal.history()
 
     def _require_running(self, action: str) -> str:
-        state = self.journal.load()
-        if state is None or state.phase.terminal:
-            raise InvalidInput(f"no rollout in progress on stack {self.stack_name} to {action}",
-                               hint="start one with `rollout run`")
-        return state.rollout_id
+        return unfinished_rollout_id(self.journal.load(), stack=self.stack_name, action=action)
 
 
 def _result(state: RolloutState) -> RolloutResult:

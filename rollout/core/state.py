@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from rollout.core.errors import InvalidInput
+
 
 class Phase(StrEnum):
     INITIALIZING = "Initializing"
@@ -90,3 +92,12 @@ class RolloutState:
         data["phase"] = Phase(data["phase"])
         data["outcome"] = Outcome(data["outcome"]) if data.get("outcome") else None
         return cls(**data)
+
+
+def unfinished_rollout_id(state: RolloutState | None, *, stack: str, action: str) -> str:
+    """The id of the stack's unfinished rollout, which a request without one is for; there
+    being none is the person's mistake (nothing is queued)."""
+    if state is None or state.phase.terminal:
+        raise InvalidInput(f"no unfinished rollout on stack {stack} to {action}",
+                           hint="start one with `rollout run`")
+    return state.rollout_id
