@@ -88,7 +88,8 @@ RULES: dict[str, str] = {
     "awaitTimeoutSeconds": "must be an integer >= 1",
     "analysis": "must be an object (it is validated by the rollout driver)",
     "promotion": "must be an object (it is validated by `rollout release`)",
-    "stateStore": "must be file (the journal directory) or cluster (a CanaryRollout and a Lease in the stack's namespace; run `rollout install` once)",
+    "stateStore": ("must be file (the journal directory) or cluster (a CanaryRollout and a "
+                   "Lease in the stack's namespace; run `rollout install` once)"),
 }
 
 
