@@ -469,6 +469,9 @@ def transient(err: Exception) -> bool:
 _SUBJECT_KINDS = {"user": "User", "group": "Group", "serviceaccount": "ServiceAccount"}
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def _subject(text: str, namespace: str, *, flag: str) -> dict[str, str]:
     kind, _, rest = text.partition(":")
     canonical = _SUBJECT_KINDS.get(kind.lower())
@@ -495,6 +498,9 @@ def rbac_yaml(namespace: str, *, drivers: Sequence[str] = ("serviceaccount:canar
     Events and the history archive ConfigMaps. Approvers read a CanaryRollout and patch its
     annotations (a request), and read its Lease (whether a driver runs, for `rollout abort`).
     """
+    if not _NAMESPACE.fullmatch(namespace):
+        raise InvalidInput(f"{namespace!r} is not a namespace name",
+                           hint="use lowercase letters, digits and '-', at most 63, e.g. staging")
     driver_rules = [
         _rule([GROUP], [PLURAL], ["get", "list", "watch", "create", "update", "patch"]),
         _rule([GROUP], [f"{PLURAL}/status"], ["get", "update", "patch"]),

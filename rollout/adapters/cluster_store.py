@@ -170,12 +170,6 @@ class ClusterStore:
         recent = list(((obj or {}).get("status") or {}).get("history") or [])
         return rollouts_in([*self._archived(), *recent], where=f"the history of {self.where}")
 
-    def archive_if_missing(self) -> RolloutState | None:
-        state = self.load()
-        if state is not None and state.phase.terminal and self.archive(state):
-            return state
-        return None
-
     # -- requests ---------------------------------------------------------------------
 
     def request(self, action: str, *, rollout_id: str | None = None, by: str = "",

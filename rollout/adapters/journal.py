@@ -114,14 +114,6 @@ class Journal:
                              self.history_path, err)
         return found
 
-    def archive_if_missing(self) -> RolloutState | None:
-        """Archives a finished journal that never reached history (a crash between the two);
-        returns it if it did."""
-        state = self.load()
-        if state is not None and state.phase.terminal and self.archive(state):
-            return state
-        return None
-
     # -- requests from people (approve / promote / abort) -----------------------------
 
     def request(self, action: str, *, rollout_id: str | None = None, by: str = "",

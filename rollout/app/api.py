@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.settings import PROJECT, load_settings
+from infra.settings import PROJECT, ServiceSettings, load_settings
 from rollout.adapters.cluster_store import ClusterStore
 from rollout.adapters.journal import Journal
 from rollout.adapters.lab_layout import Layout
@@ -103,14 +103,15 @@ class Rollouts:
         if self._journal_directory is not None:
             return Journal(self.files_directory, self.stack_name)
         plain = stack_file_values(settings_path(self.project_dir, self.stack_name))
-        kind = plain.get(f"{PROJECT}:stateStore", "file")
+        defaults = ServiceSettings.model_fields
+        kind = plain.get(f"{PROJECT}:stateStore", defaults["state_store"].default)
         if kind == "file":
             return Journal(self.files_directory, self.stack_name)
         if kind != "cluster":
             raise InvalidInput(
                 f"{PROJECT}:stateStore = {kind!r}: must be file or cluster",
                 hint=f"fix stacks/Pulumi.{self.stack_name}.yaml")
-        namespace = str(plain.get(f"{PROJECT}:namespace", "default"))
+        namespace = str(plain.get(f"{PROJECT}:namespace", defaults["namespace"].default))
         context = plain.get("kubernetes:context")
         return ClusterStore.from_kubeconfig(
             stack=self.stack_name, namespace=namespace,

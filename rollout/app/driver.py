@@ -186,8 +186,10 @@ class Driver:
             self._orphaned_up = state.up_in_flight
 
     def _archive_missing(self) -> None:
-        found = self.journal.archive_if_missing()
-        if found is not None:
+        """A finished journal that never reached history (a crash between the two) is
+        recorded there now; `archive` adds each rollout once."""
+        found = self.journal.load()
+        if found is not None and found.phase.terminal and self.journal.archive(found):
             self._progress(found, f"recorded the finished rollout {found.rollout_id} of "
                                   f"{found.candidate} ({found.outcome}) in history: a crash had "
                                   "left it out")

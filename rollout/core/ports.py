@@ -116,9 +116,6 @@ class StateStore(Protocol):
         """Finished rollouts, oldest first."""
         ...
 
-    def archive_if_missing(self) -> RolloutState | None:
-        """Archives a finished journal that never reached history; returns it if it did."""
-        ...
 
     def request(self, action: str, *, rollout_id: str | None = None, by: str = "",
                 reason: str = "") -> dict[str, Any]:

@@ -75,7 +75,6 @@ class StateStoreContract:
         assert store.history() == []
         assert store.requests() == []
         assert store.holder() is None and not store.driver_running()
-        assert store.archive_if_missing() is None
 
     def test_a_saved_state_loads_back_equal_from_another_store(self, stores: Stores) -> None:
         state = rollout()
@@ -117,16 +116,11 @@ class StateStoreContract:
             ("v2", Outcome.PROMOTED), ("v3", Outcome.ROLLED_BACK), ("v4", Outcome.PROMOTED)]
         assert read == rollouts
 
-    def test_a_finished_journal_missing_from_history_is_archived_once(
-        self, stores: Stores
-    ) -> None:
-        store = stores()
-        store.save(rollout())
-        assert store.archive_if_missing() is None, "an unfinished rollout is not history"
+    def test_a_finished_rollout_is_archived_once_by_any_store(self, stores: Stores) -> None:
         done = finished("v2", Outcome.ROLLED_BACK)
-        store.save(done)
-        assert stores().archive_if_missing() == done
-        assert stores().archive_if_missing() is None
+        stores().save(done)
+        assert stores().archive(done) is True
+        assert stores().archive(done) is False, "the same rollout id is history once"
         assert stores().history() == [done]
 
     # -- requests -------------------------------------------------------------------

@@ -259,6 +259,12 @@ def test_a_subject_that_is_not_one_is_refused_with_the_forms_that_are() -> None:
     assert "serviceaccount:" in (refused.value.hint or "")
 
 
+@pytest.mark.parametrize("namespace", ["Bad NS!", "", "a" * 64, "-lead", "UPPER"])
+def test_a_namespace_that_is_not_one_is_refused(namespace: str) -> None:
+    with pytest.raises(InvalidInput, match="is not a namespace name"):
+        resource.rbac_yaml(namespace)
+
+
 # -- errors from the API ------------------------------------------------------------------
 
 def _api(status: int, body: object = "", reason: str = "") -> ApiException:

@@ -14,7 +14,7 @@ from rollout.core.errors import InfrastructureError, InvalidInput
 KUBECONFIG = """apiVersion: v1
 kind: Config
 clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: u, user: {token: not-a-real-token}}]
+users: [{name: u, user: {}}]
 contexts: [{name: ctx, context: {cluster: c, user: u}}]
 current-context: ctx
 """
