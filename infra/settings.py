@@ -88,8 +88,9 @@ RULES: dict[str, str] = {
     "awaitTimeoutSeconds": "must be an integer >= 1",
     "analysis": "must be an object (it is validated by the rollout driver)",
     "promotion": "must be an object (it is validated by `rollout release`)",
-    "stateStore": ("must be file (the journal directory) or cluster (a CanaryRollout and a "
-                   "Lease in the stack's namespace; run `rollout install` once)"),
+    "stateStore": ("must be cluster (the default: a CanaryRollout and a Lease in the stack's "
+                   "namespace; run `rollout install` once) or file (the journal directory, "
+                   "for offline use)"),
 }
 
 
@@ -243,8 +244,9 @@ class ServiceSettings(ConfigModel):
     # Opaque here: the rollout driver owns and validates the analysis schema.
     analysis: dict[str, Any] | None = None
     promotion: dict[str, Any] | None = None
-    # Where the driver keeps rollout state (rollout.app.api): the program ignores it.
-    state_store: Literal["file", "cluster"] = "file"
+    # Where the driver keeps rollout state (rollout.app.api): the program ignores it. Every
+    # stack of this program deploys to a cluster, so by default its state lives there too.
+    state_store: Literal["file", "cluster"] = "cluster"
 
     @field_validator("gateways")
     @classmethod

@@ -143,9 +143,9 @@ class LeaseLock:
         except ApiException as err:
             if err.status == 404:
                 return None
-            raise api_error(err, doing=self._doing("read"), server=self._server) from err
+            raise api_error(err, doing=self._doing("reading"), server=self._server) from err
         except _API_ERRORS as err:
-            raise api_error(err, doing=self._doing("read"), server=self._server) from err
+            raise api_error(err, doing=self._doing("reading"), server=self._server) from err
         return _Seen.of(lease, _now())
 
     def holder(self) -> str | None:
@@ -183,9 +183,9 @@ class LeaseLock:
             except ApiException as err:
                 if err.status in (404, 409):
                     continue  # another driver moved first: look again
-                raise api_error(err, doing=self._doing("take"), server=self._server) from err
+                raise api_error(err, doing=self._doing("taking"), server=self._server) from err
             except _API_ERRORS as err:
-                raise api_error(err, doing=self._doing("take"), server=self._server) from err
+                raise api_error(err, doing=self._doing("taking"), server=self._server) from err
             if seen is not None and seen.holder:
                 _log.warning("took over the expired lock of stack %s from %s (not renewed "
                              "for %.0fs)", self.stack, seen.holder, seen.renewed_ago or 0)

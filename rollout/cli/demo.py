@@ -78,8 +78,9 @@ def run_demo(*, progress: Progress, say: Any = print, rps: float = 20.0,
     lab = Lab()
     lab.up(progress=lambda msg: say(f"lab: {msg}"))
     project = demo_project(lab)
-    rollouts = Rollouts(stack=STACK, project_dir=project, on_progress=progress,
-                        journal_directory=lab.layout.root / "journal")
+    # The lab stack's state lives in the lab cluster (stateStore: cluster, the default):
+    # `kubectl get canaryrollouts -A` shows the demo while it runs.
+    rollouts = Rollouts(stack=STACK, project_dir=project, on_progress=progress)
     settings, _ = rollouts.settings_and_policy()
     say(f"deploying {settings.app} {settings.stable_version} to namespace {settings.namespace}")
     rollouts.adapter.up()

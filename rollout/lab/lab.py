@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from rollout.adapters.cluster_store import install_crd
 from rollout.adapters.lab_layout import Layout, Ports, ports_from_env
 from rollout.adapters.toolchain import (
     Toolchain,
@@ -153,6 +154,8 @@ class Lab:
             docs = kube.crd_documents([tools.istio_crds, tools.gateway_api_crds])
             names = kube.install_crds(api, docs)
             kube.wait_crds_established(api, names)
+            progress("installing the CanaryRollout CRD (rollout state: stateStore cluster)")
+            install_crd(api)
             kube.wait_default_service_account(api)
             deadline = time.monotonic() + 60
             while len(kube.nodes_ready(api)) < len(kube.FAKE_NODES):

@@ -16,6 +16,7 @@ from rollout.core.errors import StackError
 from rollout.lab import kube
 from rollout.lab.lab import Lab
 from tests.lab.support.engine import PROJECT, smoke_stack
+from tests.lab.support.project import discard
 
 
 def _weights(api: client.ApiClient, namespace: str) -> list[int]:
@@ -66,7 +67,7 @@ def test_weights_invalid_for_istio_schema_are_rejected(lab: Lab, tmp_path: Path)
             client.CustomObjectsApi(api).get_namespaced_custom_object(
                 "networking.istio.io", "v1", namespace, "virtualservices", "web")
     finally:
-        stack.destroy(remove=True)
+        discard(stack, namespace, lab.layout.kubeconfig)
 
 
 def test_a_program_that_fails_before_any_step_reports_that_nothing_changed(
@@ -127,4 +128,4 @@ def test_updates_cannot_be_broken_by_grpc_state_left_in_the_driver_process(
         api = kube.api_client(lab.layout.kubeconfig)
         assert _weights(api, namespace) == [70, 30]
     finally:
-        stack.destroy(remove=True)
+        discard(stack, namespace, lab.layout.kubeconfig)

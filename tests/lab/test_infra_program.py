@@ -11,7 +11,7 @@ from kubernetes import client
 
 from rollout.lab import kube
 from rollout.lab.lab import Lab
-from tests.lab.support.project import PREFIX, make_project, rollouts
+from tests.lab.support.project import PREFIX, discard, make_project, rollouts
 
 
 def _live(api: client.ApiClient, namespace: str, router: str) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def test_weights_follow_config_and_revert_restores_objects(lab: Lab, tmp_path: P
         assert stack.config() == captured
         assert _live(api, namespace, router) == before
     finally:
-        stack.destroy(remove=True)
+        discard(stack, namespace, lab.layout.kubeconfig)
 
 
 def _weights(route: dict[str, Any], router: str) -> dict[str, int]:
@@ -88,4 +88,4 @@ def test_invalid_config_fails_the_preview_and_creates_nothing(lab: Lab, tmp_path
                  client.CoreV1Api(kube.api_client(lab.layout.kubeconfig)).list_namespace().items]
         assert namespace not in names
     finally:
-        stack.destroy(remove=True)
+        discard(stack, namespace, lab.layout.kubeconfig)

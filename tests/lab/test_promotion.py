@@ -25,7 +25,7 @@ from rollout.cli.demo import wait_for_series
 from rollout.core.errors import GateNotMet
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic
-from tests.lab.support.project import PREFIX, make_project
+from tests.lab.support.project import PREFIX, discard, make_project
 from tests.lab.support.service import FAST_POLICY
 
 # One step at 50%: what these tests check is the release between stacks, not the steps.
@@ -98,7 +98,7 @@ def pipeline(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pip
     finally:
         for rollouts, traffic in stacks.values():
             traffic.stop()
-            rollouts.adapter.destroy(remove=True)
+            discard(rollouts.adapter, traffic.namespace, lab.layout.kubeconfig)
 
 
 def stable(stack: Rollouts) -> str:

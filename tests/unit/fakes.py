@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rollout.core.errors import StackError
@@ -170,3 +171,15 @@ class FakeClock:
         self.slept += seconds
         if self.on_sleep:
             self.on_sleep(self.t)
+
+
+def file_store_project(root: Path, stack: str) -> Path:
+    """A project folder whose stack keeps its rollout state in files (`stateStore: file`):
+    what unit tests that go through the CLI or the API need, since the default is the
+    cluster."""
+    (root / "stacks").mkdir(parents=True, exist_ok=True)
+    (root / "Pulumi.yaml").write_text("name: canary-service\nruntime: python\n"
+                                      "stackConfigDir: stacks\n")
+    (root / "stacks" / f"Pulumi.{stack}.yaml").write_text(
+        f"config:\n  {PROJECT}:stateStore: file\n")
+    return root

@@ -24,7 +24,7 @@ from rollout.cli.demo import wait_for_series
 from rollout.lab import kube
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic
-from tests.lab.support.project import make_project
+from tests.lab.support.project import discard, make_project
 
 FAST_POLICY = {
     "interval": "5s",
@@ -143,4 +143,4 @@ def deployed_service(lab: Lab, tmp: Path, *, rps: float = 50,
         yield Service(lab, project, stack, namespace, journal_dir, rollouts, traffic)
     finally:
         traffic.stop()
-        rollouts.adapter.destroy(remove=True)
+        discard(rollouts.adapter, namespace, lab.layout.kubeconfig)

@@ -27,7 +27,7 @@ from rollout.core.policy import analysis_spec, load_policy, redact_url, url_cred
 from rollout.core.stack_data import ConfigEntry
 from rollout.core.state import Outcome
 from tests.unit.app.test_driver import STACK, make
-from tests.unit.fakes import PROJECT, FakeStack, base_config
+from tests.unit.fakes import PROJECT, FakeStack, base_config, file_store_project
 
 METRICS = [{"name": "request-success-rate", "thresholdRange": {"min": 99}}]
 SECRET = "tok-7f3a9c1e5b"
@@ -287,6 +287,7 @@ def test_a_hooks_token_reaches_neither_journal_nor_history_nor_status_json(
     assert SECRET not in journal.history_path.read_text()
 
     monkeypatch.setenv("CANARY_JOURNAL_DIR", str(tmp_path / "journal"))
+    monkeypatch.setenv("CANARY_PROJECT_DIR", str(file_store_project(tmp_path / "p", STACK)))
     status = CliRunner().invoke(app, ["status", "--stack", STACK, "--output", "json"])
     assert status.exit_code == 0, status.output
     assert "hooks.example.internal" in status.output and SECRET not in status.output
@@ -306,12 +307,13 @@ def test_a_run_with_an_inline_secret_exits_2_and_changes_nothing(
 
     adapter = Adapter(entries=stack.entries)
     monkeypatch.setattr(Rollouts, "adapter", property(lambda self: adapter))
-    monkeypatch.setenv("CANARY_JOURNAL_DIR", str(tmp_path))
+    monkeypatch.setenv("CANARY_JOURNAL_DIR", str(tmp_path / "journal"))
+    monkeypatch.setenv("CANARY_PROJECT_DIR", str(file_store_project(tmp_path / "p", STACK)))
     result = CliRunner().invoke(app, ["run", "--stack", STACK, "--version", "v2"])
     assert result.exit_code == 2, result.output
     assert "'load'" in result.output and "urlEnv" in result.output
     assert SECRET not in result.output
-    assert adapter.ups == [] and list(tmp_path.iterdir()) == []
+    assert adapter.ups == [] and not (tmp_path / "journal").exists()
 
 
 # -- redaction ------------------------------------------------------------------------------

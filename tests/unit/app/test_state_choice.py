@@ -37,9 +37,12 @@ def _kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CANARY_JOURNAL_DIR", str(tmp_path / "journal"))
 
 
-def test_files_unless_the_stack_says_cluster(tmp_path: Path) -> None:
-    rollouts = Rollouts(stack="prod", project_dir=project(tmp_path, "  canary-service:app: web\n"))
-    assert isinstance(rollouts.journal, Journal)
+def test_the_cluster_unless_the_stack_says_file(tmp_path: Path) -> None:
+    default = Rollouts(stack="prod", project_dir=project(tmp_path, "  canary-service:app: web\n"))
+    assert isinstance(default.journal, ClusterStore)
+    assert default.journal.where == "CanaryRollout default/prod"
+    root = project(tmp_path / "files", "  canary-service:stateStore: file\n")
+    assert isinstance(Rollouts(stack="prod", project_dir=root).journal, Journal)
 
 
 def test_the_cluster_store_lives_in_the_stack_namespace(tmp_path: Path) -> None:

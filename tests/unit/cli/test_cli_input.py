@@ -55,12 +55,11 @@ def test_a_busy_stack_is_refused_before_its_settings_are_loaded(
     # The refusal used to come after loading the stack's config through the CLI and
     # importing scipy: seconds in which the other driver moved on.
     from rollout.adapters.journal import Journal
+    from tests.unit.fakes import file_store_project
 
     monkeypatch.setenv("CANARY_JOURNAL_DIR", str(tmp_path))
-    # A project with no stack settings at all: nothing for the CLI to load yet.
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "Pulumi.yaml").write_text("name: canary-service\nruntime: python\n")
+    # A project whose stack says only where its state is: nothing else for the CLI to load.
+    project = file_store_project(tmp_path / "project", "busy")
     monkeypatch.setenv("CANARY_PROJECT_DIR", str(project))
     holder = Journal(tmp_path, "busy")
     holder.acquire()
