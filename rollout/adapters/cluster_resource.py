@@ -17,6 +17,7 @@ import urllib3
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from rollout.analysis.wording import metrics_line
 from rollout.core.errors import InfrastructureError, InvalidInput
 from rollout.core.state import Phase, RolloutState
 
@@ -248,11 +249,6 @@ def journal_of(status: dict[str, Any]) -> RolloutState | None:
     return None if not entry else state_from_wire(entry)
 
 
-def phase_of(status: dict[str, Any]) -> str | None:
-    entry = status.get("journal")
-    return entry.get("phase") if isinstance(entry, dict) else None
-
-
 # -- history ------------------------------------------------------------------------------
 
 def split_history(entries: list[dict[str, Any]], *, limit: int = HISTORY_LIMIT,
@@ -374,6 +370,28 @@ def phase_event(state: RolloutState) -> tuple[str, str, bool]:
     """(reason, message, warning) of the Event for the phase `state` entered."""
     message = state.events[-1]["message"] if state.events else (state.reason or str(state.phase))
     return str(state.phase), str(message), state.phase in (Phase.ROLLING_BACK, Phase.FAILED)
+
+
+def verdict_event(analysis: dict[str, Any]) -> tuple[str, str, bool]:
+    """(reason, message, warning) of the Event for one analysis: its verdict at its weight,
+    with each metric's canary and primary values (the queries are in the journal)."""
+    word = {True: "Passed", False: "Failed", None: "Inconclusive"}.get(
+        analysis.get("passed"), "Inconclusive")
+    values = metrics_line(analysis.get("metrics") or []) or str(analysis.get("reason") or "")
+    where = f"at {analysis['weight']}%: " if analysis.get("weight") is not None else ""
+    return f"Analysis{word}", f"{where}{values}", analysis.get("passed") is not True
+
+
+def save_events(previous: RolloutState | None,
+                state: RolloutState) -> list[tuple[str, str, bool]]:
+    """The Events a journal save tells, oldest first: each verdict it adds to `previous` (the
+    journal it replaces), then the phase it enters."""
+    same = previous is not None and previous.rollout_id == state.rollout_id
+    known = len(previous.analyses) if previous is not None and same else 0
+    told = [verdict_event(a) for a in state.analyses[known:]]
+    if not same or previous is None or previous.phase is not state.phase:
+        told.append(phase_event(state))
+    return told
 
 
 def event_body(obj: dict[str, Any], *, reason: str, message: str, warning: bool, now: float,

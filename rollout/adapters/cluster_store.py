@@ -63,12 +63,11 @@ from rollout.adapters.cluster_resource import (
     merged_requests,
     new_object,
     object_name,
-    phase_event,
-    phase_of,
     queued_key,
     queued_requests,
     resource_missing,
     rollouts_in,
+    save_events,
     split_history,
     state_to_wire,
     transient,
@@ -134,9 +133,13 @@ class ClusterStore:
         before, after = self._update_status("saving the rollout journal",
                                             lambda status: with_journal(status, state),
                                             guard="journal")
-        if after is not None and phase_of(before.get("status") or {}) != str(state.phase):
-            reason, message, warning = phase_event(state)
-            self._event(after, reason, message, warning=warning)
+        if after is not None:
+            try:
+                previous = journal_of(before.get("status") or {})
+            except (ValueError, TypeError, KeyError):
+                previous = None  # an unreadable journal that this save replaced
+            for reason, message, warning in save_events(previous, state):
+                self._event(after, reason, message, warning=warning)
 
     # -- history ----------------------------------------------------------------------
 

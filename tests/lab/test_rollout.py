@@ -9,21 +9,31 @@ costs about 30 s); each leaves it idle. The one that stops the API server runs l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rollout.adapters.cluster_resource import lease_name, object_name
+from rollout.adapters.cluster_store import ClusterStore
+from rollout.adapters.project import project_copy
 from rollout.adapters.readback import ClusterReadback
+from rollout.adapters.stack import stack_file_values
 from rollout.adapters.stackfile import StackFile
 from rollout.core.errors import InvalidInput
+from rollout.core.state import Phase, RolloutState
 from rollout.lab.lab import Lab
 from tests.lab.support.project import PREFIX, make_project, rollouts
 from tests.lab.support.service import FAST_POLICY, Service
@@ -254,43 +264,174 @@ def _kubectl(service: Service, *args: str) -> str:
     return done.stdout
 
 
-def test_with_the_cluster_store_kubectl_shows_the_rollout_and_a_second_driver_is_refused(
-        service: Service) -> None:
-    candidate = service.healthy_candidate()
-    env = {**os.environ, **service.lab.environment()}
-    for _ in range(2):  # idempotent
-        install = subprocess.run([sys.executable, "-m", "rollout.cli", "install"], env=env,
-                                 capture_output=True, text=True, timeout=120, check=False)
-        assert install.returncode == 0, install.stderr
-    key = f"{PREFIX}:stateStore"
-    StackFile(service.stack_file).set({key: "cluster"})
+class KubectlWatch:
+    """`kubectl get canaryrollouts -A` (the real kubectl) every half second in the
+    background: the (phase, weight) pairs it showed for one stack."""
+
+    def __init__(self, service: Service) -> None:
+        self.service, self.header = service, ""
+        self.seen: list[tuple[str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> KubectlWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            table = _kubectl(self.service, "get", "canaryrollouts", "-A").splitlines()
+            if not table:
+                continue
+            self.header = table[0]
+            # Columns start where their titles do ("LAST VERDICT" is one title); cells may
+            # be empty.
+            starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", self.header)]
+            for line in table[1:]:
+                ends = [*starts[1:], None]
+                cells = [line[a:b].strip() for a, b in zip(starts, ends, strict=True)]
+                if cells[1] == self.service.stack and (cells[3], cells[5]) not in self.seen:
+                    self.seen.append((cells[3], cells[5]))
+
+
+def _clone(service: Service, root: Path) -> Service:
+    """Another checkout of the project, as on another machine: its own copy of the committed
+    stack file and its own local files; only the Pulumi backend and the cluster are shared."""
+    project = project_copy(root / "project")
+    shutil.copy(service.stack_file, project / "stacks" / service.stack_file.name)
+    return dataclasses.replace(service, project=project, journal_dir=root / "files")
+
+
+def _cluster_state(service: Service) -> RolloutState | None:
+    return ClusterStore.from_kubeconfig(stack=service.stack, namespace=service.namespace,
+                                        kubeconfig=str(service.lab.layout.kubeconfig)).load()
+
+
+def _wait_cluster_state(service: Service, predicate: Callable[[RolloutState], bool],
+                        timeout: float = 120) -> RolloutState:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = _cluster_state(service)
+        if state is not None and predicate(state):
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"the CanaryRollout never reached the state: {_cluster_state(service)}")
+
+
+def _lease(service: Service) -> str:
+    return lease_name(object_name(service.stack))
+
+
+def _take_lease_by_hand(service: Service, seconds: int) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    patch = {"spec": {"holderIdentity": "intruder@elsewhere", "renewTime": now,
+                      "leaseDurationSeconds": seconds}}
+    _kubectl(service, "patch", "lease", _lease(service), "-n", service.namespace,
+             "--type", "merge", "-p", json.dumps(patch))
+
+
+def _wait_lease_expired(service: Service, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        spec = json.loads(_kubectl(service, "get", "lease", _lease(service), "-n",
+                                   service.namespace, "-o", "json"))["spec"]
+        renewed = datetime.fromisoformat(spec["renewTime"].replace("Z", "+00:00"))
+        if (datetime.now(UTC) - renewed).total_seconds() > spec["leaseDurationSeconds"] + 0.5:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the lease never expired")
+
+
+def test_two_checkouts_share_one_rollout_through_the_cluster(
+        service: Service, tmp_path: Path) -> None:
+    """Two clones stand in for two machines (issue 14): a second driver is refused naming the
+    holder; an approval from the other clone passes the pause; a driver whose Lease is taken
+    by hand stops without another write (exit 3); a SIGKILLed holder is taken over once its
+    lease expires; `kubectl get canaryrollouts -A` shows it all; the file store is unused."""
+    # `rollout install` again on the lab, which installed it: idempotent.
+    install = subprocess.run([sys.executable, "-m", "rollout.cli", "install"], env={
+        **os.environ, **service.lab.environment()}, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert install.returncode == 0, install.stderr
+    stable, candidate = service.stable(), service.healthy_candidate()
+    policy = {**FAST_POLICY, "stepWeights": [20, 50], "pauses": [{"weight": 20}]}
+    committed = service.stack_file.read_text()
+    stack_file = StackFile(service.stack_file)
+    stack_file.remove([f"{PREFIX}:analysis"])
+    stack_file.set({f"{PREFIX}:analysis": json.dumps(policy), f"{PREFIX}:stateStore": "cluster"})
+    traffic = Traffic(service)
+    a, b = service, _clone(service, tmp_path / "b")
     try:
-        run = service.cli("run", "--version", candidate, "--output", "json")
-        seen: set[str] = set()
-        deadline = time.monotonic() + 120
-        while "Progressing" not in seen and time.monotonic() < deadline:
-            table = _kubectl(service, "get", "canaryrollouts", "-A")
-            seen |= {word for line in table.splitlines()[1:] for word in line.split()}
-            time.sleep(0.5)
-        assert {"Progressing", candidate, service.stack} <= seen, table
-        assert table.split("\n")[0].split()[:4] == ["NAMESPACE", "NAME", "STACK", "PHASE"]
-        started = time.monotonic()
-        second = service.cli("run", "--version", candidate)
-        _, refused = second.communicate(timeout=60)
-        assert second.returncode == 3 and "another rollout driver is running" in refused
-        assert time.monotonic() - started < 5, "refused within 5 s"
-        code, result, err = _finish(run)
-        assert code == 0 and result["outcome"] == "promoted", err
-        status = service.cli("status", "--output", "json")
-        out, _ = status.communicate(timeout=60)
-        history = json.loads(out)["history"]
-        assert [h["candidate"] for h in history][-1:] == [candidate]
-        assert not (service.journal_dir / f"{service.stack}.json").exists(), "no file journal"
-        described = _kubectl(service, "describe", "canaryrollout", "-n", service.namespace,
-                             service.stack)
-        assert "Succeeded" in described and "Progressing" in described
+        with KubectlWatch(service) as watch:
+            run = a.cli("run", "--version", candidate, "--output", "json")
+            _wait_cluster_state(a, lambda s: s.weight == 20)
+            started = time.monotonic()
+            second = b.cli("run", "--version", candidate)
+            _, refused = second.communicate(timeout=60)
+            assert second.returncode == 3 and "another rollout driver is running" in refused
+            assert f":{run.pid}" in refused, f"names the holder: {refused}"
+            assert time.monotonic() - started < 5, "refused within 5 s"
+
+            _wait_cluster_state(a, lambda s: s.phase is Phase.WAITING)
+            approve = b.cli("approve")
+            _, said = approve.communicate(timeout=60)
+            assert approve.returncode == 0, said
+            approved = time.monotonic()
+            _wait_cluster_state(a, lambda s: s.phase is not Phase.WAITING, timeout=10)
+            assert time.monotonic() - approved < 2, "the pause passed within 2 s"
+
+            # The Lease taken away while A waits out its analysis interval at 50%: A stops
+            # with exit 3 and writes nothing more (no revert: the weights stay at 50/50).
+            at_50 = _wait_cluster_state(a, lambda s: s.weight == 50 and s.step_applied
+                                        and not s.up_in_flight)
+            _take_lease_by_hand(a, seconds=3)
+            code, _, err = _finish(run)
+            assert code == 3 and "intruder@elsewhere" in err, err
+            left = _cluster_state(a)
+            assert left is not None and left.to_dict() == at_50.to_dict()
+            assert _live(a)[:2] == (50, 50)
+
+            # B takes over once the intruder's lease has expired, and is SIGKILLed while it
+            # promotes; A is refused until B's lease expires, then finishes the rollout.
+            _wait_lease_expired(a)
+            takeover = b.cli("resume", "--output", "json")
+            _wait_cluster_state(b, lambda s: s.phase in (Phase.PROMOTING, Phase.FINALISING))
+            takeover.kill()
+            takeover.wait(timeout=60)
+            early = a.cli("resume")
+            _, busy = early.communicate(timeout=60)
+            assert early.returncode == 3 and f":{takeover.pid}" in busy, busy
+            _wait_lease_expired(a)
+            code, result, err = _finish(a.cli("resume", "--output", "json"))
+            assert code == 0 and result["outcome"] == "promoted", err
     finally:
-        StackFile(service.stack_file).remove([key])
+        promoted = stack_file_values(service.stack_file).get(f"{PREFIX}:stableVersion")
+        service.stack_file.write_text(committed)
+        if promoted:
+            StackFile(service.stack_file).set({f"{PREFIX}:stableVersion": str(promoted)})
+    assert stable != candidate == service.stable()
+    assert _live(service) == (100, 0, candidate, 0)
+    phases = {phase for phase, _ in watch.seen}
+    weights = {weight for _, weight in watch.seen}
+    assert {"Progressing", "Waiting", "Succeeded"} <= phases, watch.seen
+    assert {"20", "50"} <= weights, watch.seen
+    assert watch.header.split()[:6] == ["NAMESPACE", "NAME", "STACK", "PHASE", "STEP", "WEIGHT"]
+    status = b.cli("status", "--output", "json")
+    out, _ = status.communicate(timeout=60)
+    history = json.loads(out)["history"]
+    assert [(h["candidate"], h["outcome"]) for h in history][-1:] == [(candidate, "promoted")]
+    for clone in (a, b):
+        assert not (clone.journal_dir / f"{service.stack}.json").exists(), "no file journal"
+    described = _kubectl(service, "describe", "canaryrollout", "-n", service.namespace,
+                         service.stack)
+    assert "Succeeded" in described and "Waiting" in described
+    assert re.search(r"AnalysisPassed .* at 50%: request-success-rate [\d.]+ \(primary [\d.]+\) "
+                     "PASS", described), described
+    traffic.check(candidate_healthy=True)
 
 
 # -- the cluster and Prometheus go away --------------------------------------------------------

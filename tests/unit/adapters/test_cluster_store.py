@@ -333,3 +333,24 @@ def test_a_kubeconfig_that_cannot_be_loaded_is_named(tmp_path: Path) -> None:
     for path in (broken, tmp_path / "missing"):
         with pytest.raises(InfrastructureError, match=f"could not load the kubeconfig {path}"):
             api_client(str(path))
+
+
+def test_a_save_tells_each_new_verdict_with_its_values_then_the_phase_it_enters() -> None:
+    passed = {"weight": 20, "passed": True, "metrics": [
+        {"metric": "request-success-rate", "canary": 100.0, "primary": 99.95, "result": "PASS"}]}
+    failed = {"weight": 40, "passed": False, "metrics": [
+        {"metric": "request-success-rate", "canary": 92.31, "primary": 100.0, "result": "FAIL"},
+        {"metric": "request-duration", "canary": 24.04, "primary": 21.3, "result": "PASS"}]}
+    before = replace(rollout(), analyses=[])
+    after = replace(before, analyses=[passed, failed]).moved(phase=Phase.ROLLING_BACK)
+    told = resource.save_events(replace(before, analyses=[passed]), after)
+    assert told == [
+        ("AnalysisFailed", "at 40%: request-success-rate 92.31 (primary 100) FAIL, "
+                           "request-duration 24.04 (primary 21.3) PASS", True),
+        ("RollingBack", "pulumi up: weight 40%", True)]
+    # The same phase and no new verdict: nothing to tell; a new rollout tells its phase.
+    assert resource.save_events(before, before) == []
+    assert resource.save_events(replace(before, rollout_id="older"), before) == [
+        ("Progressing", "pulumi up: weight 40%", False)]
+    assert resource.save_events(None, replace(before, analyses=[passed]))[0] == (
+        "AnalysisPassed", "at 20%: request-success-rate 100 (primary 99.95) PASS", False)
