@@ -52,6 +52,10 @@ class Journal:
         self.history_path = directory / f"{_safe(stack)}.history.jsonl"
         self._lock: IO[str] | None = None
 
+    @property
+    def where(self) -> str:
+        return f"files in {self.directory}"
+
     # -- state ------------------------------------------------------------------------
 
     def load(self) -> RolloutState | None:

@@ -66,6 +66,12 @@ class RolloutResult:
         return {"promoted": 0, "nothing-to-do": 0, "rolled-back": 1,
                 "infrastructure-failed": 3, "aborted": 4}.get(self.outcome, 3)
 
+    @classmethod
+    def of(cls, state: RolloutState) -> RolloutResult:
+        """The result of a finished rollout, as its journal says."""
+        outcome = str(state.outcome) if state.outcome else "unknown"
+        return cls(outcome=outcome, phase=str(state.phase), reason=state.reason, state=state)
+
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "phase": self.phase, "reason": self.reason,
                 "exit_code": self.exit_code, "rollout": self.state.to_dict()}
@@ -207,6 +213,4 @@ class Rollouts:
 
 
 def _result(state: RolloutState) -> RolloutResult:
-    outcome = str(state.outcome) if state.outcome else "unknown"
-    return RolloutResult(outcome=outcome, phase=str(state.phase), reason=state.reason,
-                         state=state)
+    return RolloutResult.of(state)

@@ -215,9 +215,21 @@ def promote(stack: StackOption) -> None:
 
 
 @app.command()
-def status(stack: StackOption, output: OutputOption = Output.text) -> None:
-    """Phase, step, weight, last analysis and history of the stack's rollout."""
+def status(
+    stack: StackOption,
+    watch: Annotated[bool, typer.Option(
+        "--watch", "-w", help="redraw live until the rollout ends; exit with its exit code")
+    ] = False,
+    every: Annotated[float, typer.Option(
+        "--every", min=0.2, help="with --watch: seconds between reads of the state")] = 1.0,
+    output: OutputOption = Output.text,
+) -> None:
+    """Phase, step, weight, last analysis and history of the stack's rollout, read from its
+    state store (so from any machine with access to it)."""
     rollouts = _rollouts(stack, progress=False)
+    if watch:
+        _watch(rollouts, stack, every=every, output=output)
+        return
     state = rollouts.status()
     history = rollouts.history()
     if output is Output.json:
@@ -229,6 +241,46 @@ def status(stack: StackOption, output: OutputOption = Output.text) -> None:
     out.print(views.status_table(state))
     if history:
         out.print(views.history_table(history[-10:]))
+
+
+def _watch(rollouts: Any, stack: str, *, every: float, output: Output) -> None:
+    import time
+
+    from rich.live import Live
+
+    from rollout.app.api import RolloutResult
+
+    where = rollouts.journal.where
+    state = rollouts.status()
+    # With --output json the live view goes to stderr, leaving stdout to the result.
+    screen = console if output is Output.json else out
+    with Live(views.watch_view(state, stack=stack, where=where), console=screen,
+              auto_refresh=False) as live:
+        while state is None or not state.phase.terminal:
+            time.sleep(every)
+            state = rollouts.status()
+            live.update(views.watch_view(state, stack=stack, where=where), refresh=True)
+    if output is Output.json:
+        out.print_json(json.dumps(views.status_json(state, []), default=str))
+    raise typer.Exit(RolloutResult.of(state).exit_code)
+
+
+@app.command()
+def history(
+    stack: StackOption,
+    limit: Annotated[int, typer.Option(min=1, help="the latest N rollouts")] = 20,
+    output: OutputOption = Output.text,
+) -> None:
+    """Finished rollouts of the stack, oldest first: id, version, outcome, reason, start and
+    duration; read from its state store."""
+    past = _rollouts(stack, progress=False).history()[-limit:]
+    if output is Output.json:
+        out.print_json(json.dumps(views.history_json(past)))
+        return
+    if not past:
+        out.print(f"no finished rollout on stack {stack}")
+        return
+    out.print(views.history_table(past))
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 from rollout.core.durations import format_duration
@@ -55,11 +55,35 @@ def status_table(state: RolloutState) -> Table:
 
 
 def history_table(states: list[RolloutState]) -> Table:
-    table = Table("started", "candidate", "stable before", "outcome", "reason")
+    table = Table("id", "started", "version", "stable before", "outcome", "took", "reason")
     for s in states:
-        table.add_row(time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at)),
-                      s.candidate, s.stable, str(s.outcome or "-"), s.reason[:80])
+        table.add_row(s.rollout_id, time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at)),
+                      s.candidate, s.stable, str(s.outcome or "-"),
+                      f"{s.updated_at - s.started_at:.0f}s", s.reason[:80])
     return table
+
+
+def history_json(states: list[RolloutState]) -> list[dict[str, Any]]:
+    return [{"id": s.rollout_id, "version": s.candidate, "stable_before": s.stable,
+             "outcome": str(s.outcome) if s.outcome else None, "reason": s.reason,
+             "started": _iso(s.started_at), "ended": _iso(s.updated_at),
+             "duration_seconds": round(s.updated_at - s.started_at, 1)} for s in states]
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def watch_view(state: RolloutState | None, *, stack: str, where: str) -> Group:
+    """What `rollout status --watch` redraws: the weights as a bar, then the status table."""
+    if state is None:
+        return Group(f"no rollout has run on stack {stack} yet ({where}); waiting for one")
+    width = 40
+    canary = round(width * state.weight / 100)
+    bar = (f"[green]{'█' * (width - canary)}[/green][yellow]{'█' * canary}[/yellow]  "
+           f"primary {100 - state.weight}% / canary {state.weight}%")
+    steps = f"step {state.step + 1}/{state.total_steps}" if state.total_steps else ""
+    return Group(f"{state.phase}  {steps}  ({where})", bar, status_table(state))
 
 
 def _verdict(passed: bool | None) -> str:

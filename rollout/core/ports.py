@@ -99,6 +99,11 @@ class StateStore(Protocol):
     tests/contract/state_store.py states these promises and runs against both.
     """
 
+    @property
+    def where(self) -> str:
+        """Where the state lives, as people read it: `CanaryRollout shop/prod`."""
+        ...
+
     def load(self) -> RolloutState | None:
         """The journaled state, or None when the stack never had a rollout."""
         ...

@@ -375,6 +375,9 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
             assert second.returncode == 3 and "another rollout driver is running" in refused
             assert f":{run.pid}" in refused, f"names the holder: {refused}"
             assert time.monotonic() - started < 5, "refused within 5 s"
+            # Watched from the other checkout from here on: it outlives both drivers it sees
+            # go.
+            watcher = b.cli("status", "--watch", "--output", "json")
 
             _wait_cluster_state(a, lambda s: s.phase is Phase.WAITING)
             approve = b.cli("approve")
@@ -408,6 +411,8 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
             _wait_lease_expired(a)
             code, result, err = _finish(a.cli("resume", "--output", "json"))
             assert code == 0 and result["outcome"] == "promoted", err
+            code, watched, err = _finish(watcher, timeout=60)
+            assert code == 0 and watched["current"]["outcome"] == "promoted", err
     finally:
         promoted = stack_file_values(service.stack_file).get(f"{PREFIX}:stableVersion")
         service.stack_file.write_text(committed)
@@ -420,10 +425,10 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
     assert {"Progressing", "Waiting", "Succeeded"} <= phases, watch.seen
     assert {"20", "50"} <= weights, watch.seen
     assert watch.header.split()[:6] == ["NAMESPACE", "NAME", "STACK", "PHASE", "STEP", "WEIGHT"]
-    status = b.cli("status", "--output", "json")
-    out, _ = status.communicate(timeout=60)
-    history = json.loads(out)["history"]
-    assert [(h["candidate"], h["outcome"]) for h in history][-1:] == [(candidate, "promoted")]
+    listed = b.cli("history", "--output", "json")
+    out, _ = listed.communicate(timeout=60)
+    history = json.loads(out)
+    assert [(h["version"], h["outcome"]) for h in history][-1:] == [(candidate, "promoted")]
     for clone in (a, b):
         assert not (clone.journal_dir / f"{service.stack}.json").exists(), "no file journal"
     described = _kubectl(service, "describe", "canaryrollout", "-n", service.namespace,
