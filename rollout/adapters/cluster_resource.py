@@ -44,6 +44,10 @@ BY_ANNOTATION = f"{GROUP}/by"
 # A request turned into an entry with an id, waiting to move into status.requests.
 REQUEST_KEYS = (REQUEST_ANNOTATION, REASON_ANNOTATION, BY_ANNOTATION)
 QUEUED_PREFIX = f"{GROUP}/queued-"
+# A recorded release approval: `<prefix><id>` = {"version", "by", "at"}; approvers write it.
+APPROVAL_PREFIX = f"{GROUP}/release-approval-"
+APPROVALS_KEPT = 20
+RELEASE_LOG_KEPT = 100
 # On the Lease: the holding store's own token, so two stores of one process never share it.
 TOKEN_ANNOTATION = f"{GROUP}/holder-token"
 ARCHIVE_KEY = "history.jsonl.gz.base64"
@@ -110,6 +114,9 @@ def crd_manifest() -> dict[str, Any]:
                         "first; older ones are in the ConfigMaps canaryrollout-<name>-history-*",
                         "items": _open_object("A finished rollout.")},
             "archived": {"type": "integer", "description": "Rollouts moved to the archive."},
+            "releases": {"type": "array", "description": "Audit records of the latest releases "
+                         "onto this stack (`rollout release`): gates, outcome, forced",
+                         "items": _open_object("A release")},
             "requests": {"type": "array", "description": "approve / promote / abort requests",
                          "items": {**_open_object("A request"), "required": ["id", "action"],
                                    "properties": {"id": text, "action": text,
@@ -317,23 +324,37 @@ def ids_in(entries: Iterable[dict[str, Any]]) -> set[str]:
 
 # -- requests -----------------------------------------------------------------------------
 
+def _json_annotations(annotations: dict[str, str], prefix: str, what: str
+                      ) -> list[tuple[str, Any]]:
+    """(key, decoded value) of each annotation under `prefix`; an unreadable one is skipped
+    with a warning naming `what` it should have been."""
+    found = []
+    for key, value in annotations.items():
+        if key.startswith(prefix):
+            try:
+                found.append((key, json.loads(value)))
+            except ValueError:
+                _log.warning("skipping the unreadable %s %s", what, key)
+    return found
+
+
+def release_approvals_in(annotations: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """(annotation key, approval) of each recorded release approval, oldest first."""
+    found = [(key, entry) for key, entry in
+             _json_annotations(annotations, APPROVAL_PREFIX, "release approval")
+             if isinstance(entry, dict) and isinstance(entry.get("version"), str)]
+    return sorted(found, key=lambda pair: float(pair[1].get("at") or 0))
+
+
 def queued_key(request_id: str) -> str:
     return f"{QUEUED_PREFIX}{request_id}"
 
 
 def queued_requests(annotations: dict[str, str]) -> list[dict[str, Any]]:
     """The requests waiting in annotations, oldest first; unreadable ones are skipped."""
-    found = []
-    for key, value in annotations.items():
-        if not key.startswith(QUEUED_PREFIX):
-            continue
-        try:
-            entry = json.loads(value)
-        except ValueError:
-            _log.warning("skipping the unreadable queued request %s", key)
-            continue
-        if isinstance(entry, dict) and {"id", "rollout_id", "action"} <= set(entry):
-            found.append(entry)
+    found = [entry for _, entry in
+             _json_annotations(annotations, QUEUED_PREFIX, "queued request")
+             if isinstance(entry, dict) and {"id", "rollout_id", "action"} <= set(entry)]
     return sorted(found, key=lambda entry: (entry.get("at", 0), entry["id"]))
 
 

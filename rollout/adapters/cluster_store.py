@@ -35,6 +35,8 @@ from kubernetes.config.config_exception import ConfigException
 from rollout.adapters.cluster_lease import LeaseLock, LeaseTimings, driver_identity
 from rollout.adapters.cluster_resource import (
     ACTIONS,
+    APPROVAL_PREFIX,
+    APPROVALS_KEPT,
     ARCHIVE_KEY,
     ARCHIVE_SHARD_BUDGET,
     CRD_NAME,
@@ -44,6 +46,7 @@ from rollout.adapters.cluster_resource import (
     MANAGED_BY,
     MANAGER,
     PLURAL,
+    RELEASE_LOG_KEPT,
     REQUEST_ANNOTATION,
     REQUEST_KEYS,
     ROLLOUT_LABEL,
@@ -57,6 +60,7 @@ from rollout.adapters.cluster_resource import (
     decode_archive,
     encode_archive,
     event_body,
+    from_wire,
     ids_in,
     journal_of,
     lease_name,
@@ -65,11 +69,13 @@ from rollout.adapters.cluster_resource import (
     object_name,
     queued_key,
     queued_requests,
+    release_approvals_in,
     resource_missing,
     rollouts_in,
     save_events,
     split_history,
     state_to_wire,
+    to_wire,
     transient,
     with_journal,
 )
@@ -188,6 +194,39 @@ class ClusterStore:
                    {"metadata": {"annotations": {queued_key(entry["id"]): json.dumps(entry)}}},
                    _content_type=MERGE_PATCH)
         return entry
+
+    # -- releases onto this stack ------------------------------------------------------
+
+    def approve_release(self, version: str, *, by: str = "") -> dict[str, Any]:
+        obj = self._get() or self._create()
+        entry = {"version": version, "by": by or _person(), "at": time.time()}
+        kept = release_approvals_in(_annotations(obj))
+        # Bounded: the oldest beyond APPROVALS_KEPT go in the same patch.
+        dropped = [key for key, _ in kept[:max(0, len(kept) + 1 - APPROVALS_KEPT)]]
+        annotations: dict[str, str | None] = {key: None for key in dropped}
+        annotations[f"{APPROVAL_PREFIX}{uuid.uuid4().hex[:12]}"] = json.dumps(entry)
+        self._call(f"recording the approval of {version}",
+                   self._objects.patch_namespaced_custom_object,
+                   GROUP, VERSION, self.namespace, PLURAL, self.name,
+                   {"metadata": {"annotations": annotations}}, _content_type=MERGE_PATCH)
+        return entry
+
+    def release_approvals(self) -> list[dict[str, Any]]:
+        obj = self._get()
+        return [] if obj is None else [entry for _, entry in
+                                       release_approvals_in(_annotations(obj))]
+
+    def log_release(self, record: dict[str, Any]) -> None:
+        def appended(status: Status) -> Status:
+            kept = [*(status.get("releases") or []), to_wire(record)][-RELEASE_LOG_KEPT:]
+            return {**status, "releases": kept}
+
+        self._update_status("recording the release", appended, guard="none")
+
+    def release_log(self) -> list[dict[str, Any]]:
+        obj = self._get()
+        entries = [] if obj is None else (obj.get("status") or {}).get("releases") or []
+        return [from_wire(entry) for entry in entries if isinstance(entry, dict)]
 
     def requests(self) -> list[dict[str, Any]]:
         obj = self._get()

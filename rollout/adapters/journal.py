@@ -40,6 +40,23 @@ def _safe(stack: str) -> str:
     return stack.replace("/", "__")
 
 
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file, in order; a torn or foreign line is skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            found.append(entry)
+    return found
+
+
 class Journal:
     """`<dir>/<stack>.json` holds the state; `<stack>.lock` is held while a driver runs."""
 
@@ -50,6 +67,8 @@ class Journal:
         self.lock_path = directory / f"{_safe(stack)}.lock"
         self.requests_path = directory / f"{_safe(stack)}.requests.jsonl"
         self.history_path = directory / f"{_safe(stack)}.history.jsonl"
+        self.approvals_path = directory / f"{_safe(stack)}.release-approvals.json"
+        self.release_log_path = directory / f"{_safe(stack)}.releases.jsonl"
         self._lock: IO[str] | None = None
 
     @property
@@ -139,19 +158,41 @@ class Journal:
 
     def requests(self) -> list[dict[str, Any]]:
         """Every queued request, oldest first; a torn line is skipped."""
+        return [entry for entry in _json_lines(self.requests_path)
+                if {"id", "rollout_id", "action"} <= set(entry)]
+
+    # -- releases onto this stack ------------------------------------------------------
+
+    def approve_release(self, version: str, *, by: str = "") -> dict[str, Any]:
+        entry = {"by": by or _who(), "at": time.time()}
+        data = {**self._approvals(), version: entry}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.approvals_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, self.approvals_path)
+        return {"version": version, **entry}
+
+    def _approvals(self) -> dict[str, dict[str, Any]]:
         try:
-            lines = self.requests_path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        found = []
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and {"id", "rollout_id", "action"} <= set(entry):
-                found.append(entry)
-        return found
+            data = json.loads(self.approvals_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {str(k): v for k, v in data.items() if isinstance(v, dict)} \
+            if isinstance(data, dict) else {}
+
+    def release_approvals(self) -> list[dict[str, Any]]:
+        found = [{"version": version, **entry} for version, entry in self._approvals().items()]
+        return sorted(found, key=lambda entry: float(entry.get("at") or 0))
+
+    def log_release(self, record: dict[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self.release_log_path.open("a") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def release_log(self) -> list[dict[str, Any]]:
+        return _json_lines(self.release_log_path)
 
     # -- the driver lock --------------------------------------------------------------
 

@@ -101,8 +101,7 @@ class Rollouts:
 
     @property
     def files_directory(self) -> Path:
-        """Where this stack's local files live: the file store's journal, and (whatever the
-        store) release approvals and the release log, which are not in the cluster yet."""
+        """Where the file store keeps this stack's state."""
         return self._journal_directory or journal_dir()
 
     def _state_store(self) -> StateStore:

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from rollout.adapters.paths import journal_dir, project_root
+from rollout.adapters.paths import project_root
 from rollout.adapters.stack import stack_config_dir
 from rollout.app.api import Rollouts
-from rollout.app.promotion import Approvals, read_environment
+from rollout.app.promotion import approval_of, read_environment
 from rollout.core.gates import Environment, PromotionPolicy, ReleaseCheck, evaluate, when
 from rollout.core.state import RolloutState
 
@@ -104,9 +104,11 @@ def pipeline(stacks: list[str] | None = None, *, project_dir: Path | None = None
     folder = project_dir or project_root()
     names = stacks or stack_files(folder)
 
+    def rollouts(name: str) -> Rollouts:
+        return Rollouts(stack=name, project_dir=folder, journal_directory=journal_directory)
+
     def read(name: str) -> Environment:
-        return read_environment(Rollouts(stack=name, project_dir=folder,
-                                         journal_directory=journal_directory))
+        return read_environment(rollouts(name))
 
     envs = {name: read(name) for name in names}
     sources = predecessors(names, envs, chain=stacks is not None)
@@ -116,8 +118,8 @@ def pipeline(stacks: list[str] | None = None, *, project_dir: Path | None = None
         check = None
         if source is not None and env.exists:
             origin = envs.get(source) or read(source)
-            approvals = Approvals(journal_directory or journal_dir(), name)
+            approval = approval_of(rollouts(name).journal, origin.stable_version)
             check = evaluate(origin, env, env.promotion or PromotionPolicy(), now=clock(),
-                             approval=approvals.describe(origin.stable_version))
+                             approval=approval)
         views.append(EnvironmentView(env, source, check))
     return views

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -25,42 +23,25 @@ from rollout.core.gates import (
     load_promotion,
     when,
 )
+from rollout.core.ports import StateStore
 from rollout.core.stackconfig import VERSION_TAG, plain_config
 
-# -- approvals and the release log (files next to the journal) ------------------------------
+# -- approvals and the release log (in the target stack's state store) ------------------------
 
 
-class Approvals:
-    """`<journal dir>/<stack>.release-approvals.json`: versions people approved for a stack."""
-
-    def __init__(self, directory: Path, stack: str) -> None:
-        self.path = directory / f"{stack.replace('/', '__')}.release-approvals.json"
-
-    def _load(self) -> dict[str, dict[str, Any]]:
-        try:
-            return dict(json.loads(self.path.read_text()))
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def record(self, version: str, *, by: str, now: float | None = None) -> None:
-        data = {**self._load(), version: {"by": by, "at": now or time.time()}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
-
-    def describe(self, version: str | None) -> str | None:
-        entry = self._load().get(version or "")
-        return f"approved by {entry['by']} at {when(entry['at'])}" if entry else None
+def approval_of(store: StateStore, version: str | None) -> str | None:
+    """How the latest recorded approval of releasing `version` reads, if there is one."""
+    found = [a for a in store.release_approvals() if a.get("version") == version]
+    if not found:
+        return None
+    latest = found[-1]
+    return f"approved by {latest.get('by')} at {when(float(latest.get('at') or 0))}"
 
 
-def append_release_log(directory: Path, check: ReleaseCheck, outcome: str, *, force: bool) -> None:
-    """An audit line per release (who forced what is otherwise lost)."""
-    path = directory / f"{check.target.replace('/', '__')}.releases.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"at": time.time(), "outcome": outcome, "forced": force, **check.to_dict()}
-    with path.open("a") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+def log_release(store: StateStore, check: ReleaseCheck, outcome: str, *, force: bool) -> None:
+    """An audit record per release (who forced what is otherwise lost)."""
+    store.log_release({"at": time.time(), "outcome": outcome, "forced": force,
+                       **check.to_dict()})
 
 
 # -- reading stacks and running a release ---------------------------------------------------
@@ -138,9 +119,6 @@ class Release:
         self.source_name = source
         self.clock = clock
 
-    @property
-    def approvals(self) -> Approvals:
-        return Approvals(self.target.files_directory, self.target.stack_name)
 
     def check(self, *, approve: bool = False, force: bool = False) -> ReleaseCheck:
         target = read_environment(self.target)
@@ -150,8 +128,8 @@ class Release:
         policy = target.promotion or PromotionPolicy()
         name = resolve_source(self.source_name, policy, target.stack)
         source = read_environment(Rollouts(stack=name, **self._options))
-        approval = "--approve given" if approve else self.approvals.describe(
-            source.stable_version)
+        approval = "--approve given" if approve else approval_of(
+            self.target.journal, source.stable_version)
         return evaluate(source, target, policy, now=self.clock(), approval=approval,
                         force=force)
 
@@ -170,10 +148,10 @@ class Release:
             result = self.target.run(check.version)
         except RolloutError as err:
             # The audit line is written however the release ends.
-            append_release_log(self.target.files_directory, check,
-                               f"error (exit {err.exit_code}): {err.message}", force=force)
+            log_release(self.target.journal, check,
+                        f"error (exit {err.exit_code}): {err.message}", force=force)
             raise
-        append_release_log(self.target.files_directory, check, result.outcome, force=force)
+        log_release(self.target.journal, check, result.outcome, force=force)
         return ReleaseResult(check, result)
 
 
@@ -192,5 +170,5 @@ def approve_release(target: str, version: str, *, by: str,
     if not re.match(VERSION_TAG, version):
         raise InvalidInput(f"{version!r} is not a valid image tag",
                            hint="use letters, digits, '_', '.', '-' (at most 128)")
-    rollouts = Rollouts(stack=target, journal_directory=journal_directory)
-    Approvals(rollouts.files_directory, rollouts.stack_name).record(version, by=by)
+    Rollouts(stack=target, journal_directory=journal_directory).journal.approve_release(
+        version, by=by)

@@ -133,6 +133,23 @@ class StateStore(Protocol):
         `at` and `reason`; an id never changes, so the driver handles each request once."""
         ...
 
+    def approve_release(self, version: str, *, by: str = "") -> dict[str, Any]:
+        """Records that `by` approved releasing `version` onto this stack (the `approval`
+        release gate reads it); works without the lock, from any machine."""
+        ...
+
+    def release_approvals(self) -> list[dict[str, Any]]:
+        """Recorded release approvals, oldest first, each with `version`, `by` and `at`."""
+        ...
+
+    def log_release(self, record: dict[str, Any]) -> None:
+        """Appends one release's audit record (its gates, outcome, whether it was forced)."""
+        ...
+
+    def release_log(self) -> list[dict[str, Any]]:
+        """The release audit records, oldest first (the cluster keeps the latest 100)."""
+        ...
+
     def acquire(self) -> None:
         """Takes the stack's one-driver lock, or raises `DriverBusy` naming the holder."""
         ...

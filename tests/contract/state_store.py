@@ -157,6 +157,37 @@ class StateStoreContract:
             stores().request("approve")
         assert stores().requests() == []
 
+    # -- releases onto the stack ----------------------------------------------------
+
+    def test_release_approvals_are_seen_by_any_store_the_latest_last(
+        self, stores: Stores
+    ) -> None:
+        assert stores().release_approvals() == []
+        holder = stores()
+        holder.acquire()
+        try:  # approving needs no lock: approvers are people, not drivers
+            stores().approve_release("v2", by="alice")
+            stores().approve_release("v3", by="bob")
+            stores().approve_release("v2", by="carol")
+        finally:
+            holder.release()
+        found = stores().release_approvals()
+        assert [a["by"] for a in found if a["version"] == "v2"][-1] == "carol"
+        assert [a["by"] for a in found if a["version"] == "v3"] == ["bob"]
+        assert all(isinstance(a["at"], float) for a in found)
+        assert [a["at"] for a in found] == sorted(a["at"] for a in found)
+
+    def test_the_release_log_keeps_each_record_whole_and_in_order(
+        self, stores: Stores
+    ) -> None:
+        assert stores().release_log() == []
+        first = {"at": 1_790_000_000.25, "outcome": "promoted", "forced": False,
+                 "version": "v2", "gates": [{"name": "soak", "passed": True, "detail": "1h"}]}
+        second = {**first, "outcome": "error (exit 4): stopped ünïcode", "forced": True}
+        stores().log_release(first)
+        stores().log_release(second)
+        assert stores().release_log() == [first, second]
+
     # -- the lock -------------------------------------------------------------------
 
     def test_the_lock_is_exclusive_across_stores_and_names_its_holder(

@@ -1,7 +1,11 @@
 """Release between two stacks of one project on the lab: staging proves, prod receives.
 
 The tests share one pipeline and run in file order: v2 is proven on staging and released to
-prod; v3 passes staging's lenient policy and is caught by prod's strict one.
+prod; v3 passes staging's lenient policy and is caught by prod's strict one. Both stacks keep
+their rollout state in the cluster (stateStore: cluster), each in its own namespace: the
+release gates read staging's history from staging's CanaryRollout, and prod's release
+approvals and audit log are in prod's. CANARY_JOURNAL_DIR points at an empty folder that
+must stay empty.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ class Pipeline:
 
     def release(self, **kwargs: Any) -> Any:
         return release(self.staging.stack_name, self.prod.stack_name, project_dir=self.project,
-                       journal_directory=self.journal_dir, **kwargs)
+                       **kwargs)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a blocked release must leave alone, on both stacks."""
@@ -79,15 +83,18 @@ def pipeline(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pip
     tmp = tmp_path_factory.mktemp("promotion")
     tag = uuid.uuid4().hex[:6]
     stacks = {}
-    for env, policy in (("staging", LENIENT_POLICY), ("prod", ONE_STEP_POLICY)):
-        # prod starts on v0 (behaves like v1) so that staging's hand-deployed v1 is news to it.
-        extra = ({"promotion": {"from": f"st-{tag}"}, "stableVersion": "v0"} if env == "prod"
-                 else {})
-        _, name, namespace = make_project(tmp, stack=f"{env[:2]}-{tag}",
-                                          overrides={"analysis": policy, **extra})
-        stacks[env] = (Rollouts(stack=name, project_dir=tmp, journal_directory=tmp / "journal"),
-                       Traffic(lab.layout, lab.ports, app="demo", namespace=namespace, rps=40))
+    files_before = os.environ.get("CANARY_JOURNAL_DIR")
+    os.environ["CANARY_JOURNAL_DIR"] = str(tmp / "journal")
     try:
+        for env, policy in (("staging", LENIENT_POLICY), ("prod", ONE_STEP_POLICY)):
+            # prod starts on v0 (behaves like v1), so staging's hand-deployed v1 is news to it.
+            extra = ({"promotion": {"from": f"st-{tag}"}, "stableVersion": "v0"}
+                     if env == "prod" else {})
+            _, name, namespace = make_project(tmp, stack=f"{env[:2]}-{tag}", overrides={
+                "analysis": policy, "stateStore": "cluster", **extra})
+            stacks[env] = (Rollouts(stack=name, project_dir=tmp),
+                           Traffic(lab.layout, lab.ports, app="demo", namespace=namespace,
+                                   rps=40))
         for rollouts, traffic in stacks.values():
             rollouts.adapter.up()
             traffic.start()
@@ -96,6 +103,10 @@ def pipeline(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pip
                             namespace=traffic.namespace)
         yield Pipeline(lab, tmp, tmp / "journal", stacks["staging"][0], stacks["prod"][0])
     finally:
+        if files_before is None:
+            os.environ.pop("CANARY_JOURNAL_DIR", None)
+        else:
+            os.environ["CANARY_JOURNAL_DIR"] = files_before
         for rollouts, traffic in stacks.values():
             traffic.stop()
             discard(rollouts.adapter, traffic.namespace, lab.layout.kubeconfig)
@@ -174,8 +185,9 @@ def test_a_version_prod_rolled_back_is_refused_unless_forced(pipeline: Pipeline)
     forced = pipeline.release(force=True)
     assert (forced.outcome, forced.exit_code) == ("rolled-back", 1)
     assert "allowed by --force" in forced.check.gates[4].detail
-    log = (pipeline.journal_dir / f"{pipeline.prod.stack_name}.releases.jsonl").read_text()
-    assert [json.loads(line)["forced"] for line in log.splitlines()] == [False, False, True]
+    # The audit log is in prod's CanaryRollout, readable from any machine.
+    assert [r["forced"] for r in pipeline.prod.journal.release_log()] == [False, False, True]
+    assert not list(pipeline.journal_dir.glob("*")), "no local files"
 
 
 def test_the_pipeline_view_shows_both_environments(pipeline: Pipeline) -> None:

@@ -22,6 +22,7 @@ from kubernetes import client
 from rollout.adapters import cluster_store
 from rollout.adapters.cluster_lease import LeaseTimings
 from rollout.adapters.cluster_resource import (
+    APPROVALS_KEPT,
     ARCHIVE_KEY,
     GROUP,
     PLURAL,
@@ -467,6 +468,11 @@ def test_the_rbac_roles_let_drivers_drive_and_approvers_only_request(
     assert approver.load() == driver.load() and approver.driver_running()
     sent = approver.request("approve", by="ana")
     assert [r["id"] for r in driver.requests()] == [sent["id"]]
+    approver.approve_release("v2", by="ana")
+    assert [(a["version"], a["by"]) for a in driver.release_approvals()] == [("v2", "ana")]
+    with pytest.raises(InfrastructureError, match="forbade"):
+        approver.log_release({"outcome": "promoted", "forced": True})
+    driver.log_release({"outcome": "promoted", "forced": False})
     driver.release()
     with pytest.raises(InfrastructureError, match="forbade") as refused:
         approver.save(rollout().moved(phase=Phase.PROMOTING))
@@ -476,3 +482,13 @@ def test_the_rbac_roles_let_drivers_drive_and_approvers_only_request(
     stranger = acting_as("mallory")
     with pytest.raises(InfrastructureError, match="forbade"):
         stranger.request("abort")
+
+
+def test_release_approvals_in_the_object_are_bounded_to_the_latest(
+    stores: ClusterStores,
+) -> None:
+    store = stores()
+    for n in range(APPROVALS_KEPT + 3):
+        store.approve_release(f"v{n}", by="ci")
+    kept = stores().release_approvals()
+    assert [a["version"] for a in kept] == [f"v{n}" for n in range(3, APPROVALS_KEPT + 3)]

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from infra.settings import load_settings
+from rollout.adapters.journal import Journal
 from rollout.app.api import RolloutResult
 from rollout.app.environments import ordered, predecessors, stack_files
-from rollout.app.promotion import Approvals, Release, resolve_source
+from rollout.app.promotion import Release, approval_of, resolve_source
 from rollout.core.errors import Aborted, GateNotMet, InvalidInput, SettingsError
 from rollout.core.gates import (
     GATES,
@@ -215,17 +216,23 @@ def test_the_source_comes_from_the_flag_or_the_target_config() -> None:
 # -- approvals, the release itself (with a stand-in target) ----------------------------------
 
 
-def test_an_approval_is_for_one_version(tmp_path: Path) -> None:
-    approvals = Approvals(tmp_path, "prod")
-    assert approvals.describe("v2") is None
-    approvals.record("v2", by="alice", now=NOW)
-    assert approvals.describe("v2") == "approved by alice at 2023-11-14T22:13:20Z"
-    assert approvals.describe("v3") is None
+def test_an_approval_is_for_one_version_and_the_latest_one_is_told(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Journal(tmp_path, "prod")
+    assert approval_of(store, "v2") is None
+    monkeypatch.setattr("time.time", lambda: NOW)
+    store.approve_release("v2", by="alice")
+    store.approve_release("v3", by="carol")
+    monkeypatch.setattr("time.time", lambda: NOW + 60)
+    store.approve_release("v2", by="bob")
+    assert approval_of(store, "v2") == "approved by bob at 2023-11-14T22:14:20Z"
+    assert approval_of(store, "v3") == "approved by carol at 2023-11-14T22:13:20Z"
+    assert approval_of(store, "v4") is None
 
 
 @dataclass
 class FakeTarget:
-    files_directory: Path
+    journal: Journal
     runs: list[str] = field(default_factory=list)
 
     def run(self, version: str) -> RolloutResult:
@@ -236,7 +243,7 @@ class FakeTarget:
 
 def fake_release(tmp_path: Path) -> tuple[Release, FakeTarget]:
     release = Release(target="prod", source="staging", journal_directory=tmp_path)
-    target = FakeTarget(tmp_path)
+    target = FakeTarget(Journal(tmp_path, "prod"))
     release.target = target  # type: ignore[assignment]
     return release, target
 
@@ -255,8 +262,9 @@ def test_a_ready_release_rolls_the_exact_version_out_and_logs_it(tmp_path: Path)
     assert target.runs == ["v2"]
     assert (result.outcome, result.exit_code) == ("promoted", 0)
     assert result.to_dict()["gates"][0]["name"] == "source-succeeded"
-    log = (tmp_path / "prod.releases.jsonl").read_text()
-    assert '"forced": true' in log and '"version": "v2"' in log
+    [logged] = target.journal.release_log()
+    assert logged["forced"] is True and logged["version"] == "v2"
+    assert logged["outcome"] == "promoted"
 
 
 def test_a_target_with_an_unfinished_rollout_is_busy_exit_3(tmp_path: Path) -> None:
@@ -280,8 +288,8 @@ def test_a_release_that_fails_or_is_aborted_is_still_in_the_audit_log(tmp_path: 
     target.run = interrupted  # type: ignore[method-assign]
     with pytest.raises(Aborted):
         release.apply(check())
-    (line,) = (tmp_path / "prod.releases.jsonl").read_text().splitlines()
-    assert '"outcome": "error (exit 4): stopped by signal' in line
+    [logged] = target.journal.release_log()
+    assert logged["outcome"].startswith("error (exit 4): stopped by signal")
 
 
 def test_an_up_to_date_target_is_nothing_to_do(tmp_path: Path) -> None:

@@ -11,14 +11,6 @@ from rollout.adapters.journal import Journal
 from rollout.app.api import Rollouts
 from rollout.core.errors import InfrastructureError, InvalidInput
 
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: u, user: {}}]
-contexts: [{name: ctx, context: {cluster: c, user: u}}]
-current-context: ctx
-"""
-
 
 def project(tmp_path: Path, config: str) -> Path:
     root = tmp_path / "project"
@@ -30,10 +22,8 @@ def project(tmp_path: Path, config: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "kubeconfig"
-    path.write_text(KUBECONFIG)
-    monkeypatch.setenv("KUBECONFIG", str(path))
+def _journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # KUBECONFIG points at a closed port for every unit test (tests/unit/conftest.py).
     monkeypatch.setenv("CANARY_JOURNAL_DIR", str(tmp_path / "journal"))
 
 
@@ -68,7 +58,7 @@ def test_a_bad_store_name_is_refused_naming_the_key(tmp_path: Path) -> None:
 
 def test_an_unknown_context_is_an_infrastructure_error_naming_it(tmp_path: Path) -> None:
     root = project(tmp_path, "  canary-service:stateStore: cluster\n"
-                             "  kubernetes:context: nowhere\n")
+                             "  kubernetes:context: elsewhere\n")
     with pytest.raises(InfrastructureError) as err:
         _ = Rollouts(stack="prod", project_dir=root).journal
-    assert "nowhere" in str(err.value)
+    assert "elsewhere" in str(err.value)
