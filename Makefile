@@ -14,7 +14,7 @@ demo: bootstrap
 test: bootstrap lint
 	@unit_log=$$(mktemp); \
 	$(VENV)/bin/pytest -m "not lab" --basetemp="$$unit_log.tmp" >"$$unit_log" 2>&1 & unit=$$!; \
-	$(VENV)/bin/pytest -m lab; lab=$$?; \
+	$(VENV)/bin/pytest -m lab --durations=20; lab=$$?; \
 	wait $$unit; unit_rc=$$?; \
 	echo "---- unit tests (run alongside the lab tests) ----"; cat "$$unit_log"; \
 	rm -rf "$$unit_log" "$$unit_log.tmp"; \

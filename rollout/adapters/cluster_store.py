@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import urllib3
@@ -86,7 +87,18 @@ _log = logging.getLogger(__name__)
 
 _API_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 _BACKOFF = (0.2, 0.5, 1.0)  # pauses between tries of a call that failed transiently
-_CONFLICTS = 8  # compare-and-swap rounds before giving up
+_CONFLICTS = 16  # compare-and-swap rounds before giving up
+_CONFLICT_BACKOFF = 0.02  # seconds: the pause after the k-th lost round is up to k times this
+
+
+def _conflict_rounds() -> Iterator[int]:
+    """Compare-and-swap rounds. After a lost round comes a short random pause (as client-go's
+    RetryOnConflict does), so that writers which keep colliding fall out of step: without it,
+    two approvers patching in a loop made a journal save lose 8 rounds in a row."""
+    for attempt in range(_CONFLICTS):
+        if attempt:
+            time.sleep(random.uniform(0, _CONFLICT_BACKOFF * attempt))
+        yield attempt
 MERGE_PATCH = "application/merge-patch+json"
 
 # What a status write must check first: the journal (fenced while holding the lock), the
@@ -247,7 +259,7 @@ class ClusterStore:
     def _take_annotated_request(self) -> Status | None:
         """Turns `rollouts.canary.dev/request=<action>` into a queued request with an id, in
         one compare-and-swap, so two readers never make two requests of one annotation."""
-        for _ in range(_CONFLICTS):
+        for _ in _conflict_rounds():
             obj = self._get()
             raw = annotated_request(_annotations(obj or {}))
             if obj is None or raw is None:
@@ -328,7 +340,7 @@ class ClusterStore:
         """Reads the object (creating it when missing), applies `change` to its status and
         writes that back if the object is still as read; re-reads and re-applies on a
         conflict. Returns the object as read and as written (None: `change` left it)."""
-        for _ in range(_CONFLICTS):
+        for _ in _conflict_rounds():
             self._guard(guard)
             obj = self._get() or self._create()
             status = obj.get("status") or {}
@@ -456,7 +468,7 @@ class ClusterStore:
         return entries
 
     def _append_archive(self, entries: list[dict[str, Any]]) -> None:
-        for _ in range(_CONFLICTS):
+        for _ in _conflict_rounds():
             maps = self._archive_maps()
             old = {item.metadata.name: decode_archive(
                 (item.data or {}).get(ARCHIVE_KEY) or "") for item in maps}
@@ -540,7 +552,7 @@ def install_crd(api: client.ApiClient, *, timeout: float = 60.0) -> None:
     where = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
     manifest = crd_manifest()
     try:
-        for _ in range(_CONFLICTS):
+        for _ in _conflict_rounds():
             try:
                 crds.create_cluster_custom_object(*where, manifest, _request_timeout=30)
                 break

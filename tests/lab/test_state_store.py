@@ -142,10 +142,11 @@ def test_each_phase_a_save_enters_is_told_as_an_event(
     admin: client.ApiClient, stores: ClusterStores
 ) -> None:
     store = stores()
-    store.save(rollout().moved(phase=Phase.INITIALIZING).with_event("rollout of v2 started"))
-    store.save(rollout().with_event("pulumi up: weight 20%"))
-    store.save(rollout().with_event("pulumi up: weight 40%"))  # the same phase: no event
-    store.save(rollout().moved(phase=Phase.ROLLING_BACK).with_event("5xx above 1%"))
+    state = rollout()  # one rollout: a new rollout id is news of its own
+    store.save(state.moved(phase=Phase.INITIALIZING).with_event("rollout of v2 started"))
+    store.save(state.with_event("pulumi up: weight 20%"))
+    store.save(state.with_event("pulumi up: weight 40%"))  # the same phase: no event
+    store.save(state.moved(phase=Phase.ROLLING_BACK).with_event("5xx above 1%"))
     found = client.CustomObjectsApi(admin).list_namespaced_custom_object(
         "events.k8s.io", "v1", stores.namespace, "events")["items"]
     # Verdict events (their values) are checked in the unit tests and end to end.
