@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from rollout.analysis.wording import metrics_line
 from rollout.core.errors import InfrastructureError, InvalidInput
+from rollout.core.gates import is_release_approval
 from rollout.core.state import Phase, RolloutState
 
 _log = logging.getLogger(__name__)
@@ -342,8 +343,9 @@ def release_approvals_in(annotations: dict[str, str]) -> list[tuple[str, dict[st
     """(annotation key, approval) of each recorded release approval, oldest first."""
     found = [(key, entry) for key, entry in
              _json_annotations(annotations, APPROVAL_PREFIX, "release approval")
-             if isinstance(entry, dict) and isinstance(entry.get("version"), str)]
-    return sorted(found, key=lambda pair: float(pair[1].get("at") or 0))
+             if is_release_approval(entry)]
+    return sorted(found, key=lambda pair: float(pair[1]["at"]))
+
 
 
 def queued_key(request_id: str) -> str:

@@ -89,6 +89,7 @@ _API_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 _BACKOFF = (0.2, 0.5, 1.0)  # pauses between tries of a call that failed transiently
 _CONFLICTS = 16  # compare-and-swap rounds before giving up
 _CONFLICT_BACKOFF = 0.02  # seconds: the pause after the k-th lost round is up to k times this
+MERGE_PATCH = "application/merge-patch+json"
 
 
 def _conflict_rounds() -> Iterator[int]:
@@ -99,7 +100,7 @@ def _conflict_rounds() -> Iterator[int]:
         if attempt:
             time.sleep(random.uniform(0, _CONFLICT_BACKOFF * attempt))
         yield attempt
-MERGE_PATCH = "application/merge-patch+json"
+
 
 # What a status write must check first: the journal (fenced while holding the lock), the
 # lock's own token (only the Lease), or nothing (requests, which merge).

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rollout.core.errors import DriverBusy, InvalidInput, LockLost
+from rollout.core.gates import is_release_approval
 from rollout.core.state import RolloutState, unfinished_rollout_id
 
 _log = logging.getLogger(__name__)
@@ -173,16 +174,20 @@ class Journal:
         return {"version": version, **entry}
 
     def _approvals(self) -> dict[str, dict[str, Any]]:
+        """version -> {"by", "at"}; an unreadable file or entry counts as no approval."""
         try:
             data = json.loads(self.approvals_path.read_text())
         except (FileNotFoundError, ValueError):
             return {}
-        return {str(k): v for k, v in data.items() if isinstance(v, dict)} \
-            if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        return {version: entry for version, entry in data.items()
+                if is_release_approval({"version": version, **entry}
+                                       if isinstance(entry, dict) else None)}
 
     def release_approvals(self) -> list[dict[str, Any]]:
         found = [{"version": version, **entry} for version, entry in self._approvals().items()]
-        return sorted(found, key=lambda entry: float(entry.get("at") or 0))
+        return sorted(found, key=lambda entry: float(entry["at"]))
 
     def log_release(self, record: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

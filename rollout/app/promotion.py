@@ -119,7 +119,6 @@ class Release:
         self.source_name = source
         self.clock = clock
 
-
     def check(self, *, approve: bool = False, force: bool = False) -> ReleaseCheck:
         target = read_environment(self.target)
         if not target.exists:

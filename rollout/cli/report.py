@@ -18,6 +18,7 @@ import httpx
 from rollout.analysis.templates import BUILTIN_TEMPLATES, DURATION_P99, SUCCESS_RATE, render
 from rollout.analysis.wording import bounds, show
 from rollout.core.durations import format_duration
+from rollout.core.gates import when
 from rollout.core.state import RolloutState
 
 _log = logging.getLogger(__name__)
@@ -141,8 +142,8 @@ def _summary(state: RolloutState, *, app: str, namespace: str) -> dict[str, Any]
         "failed_checks": state.failed_checks,
         "started_at": state.started_at,
         "ended_at": ended,
-        "started": _iso(state.started_at),
-        "ended": _iso(ended) if ended is not None else None,
+        "started": when(state.started_at),
+        "ended": when(ended) if ended is not None else None,
         "duration_seconds": round((ended or state.updated_at) - state.started_at, 3),
     }
 
@@ -218,10 +219,6 @@ def _event(event: Mapping[str, Any], start: float) -> dict[str, Any]:
         "message": event.get("message", ""),
         "data": {k: v for k, v in event.items() if k not in known},
     }
-
-
-def _iso(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
 # -- the PNG ------------------------------------------------------------------------------

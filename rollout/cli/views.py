@@ -9,6 +9,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from rollout.core.durations import format_duration
+from rollout.core.gates import when
 from rollout.core.state import RolloutState
 
 # -- the lab -------------------------------------------------------------------------------
@@ -66,12 +67,8 @@ def history_table(states: list[RolloutState]) -> Table:
 def history_json(states: list[RolloutState]) -> list[dict[str, Any]]:
     return [{"id": s.rollout_id, "version": s.candidate, "stable_before": s.stable,
              "outcome": str(s.outcome) if s.outcome else None, "reason": s.reason,
-             "started": _iso(s.started_at), "ended": _iso(s.updated_at),
+             "started": when(s.started_at), "ended": when(s.updated_at),
              "duration_seconds": round(s.updated_at - s.started_at, 1)} for s in states]
-
-
-def _iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def watch_view(state: RolloutState | None, *, stack: str, where: str) -> Group:

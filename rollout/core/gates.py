@@ -250,6 +250,13 @@ def span(seconds: float) -> str:
     return format_duration(seconds if seconds < 3600 else round(seconds / 60) * 60)
 
 
+def is_release_approval(entry: Any) -> bool:
+    """Whether a recorded (or hand-edited) release approval has what the approval gate reads:
+    `version` and `at` (seconds); both stores skip any other entry."""
+    return (isinstance(entry, dict) and isinstance(entry.get("version"), str)
+            and isinstance(entry.get("at"), int | float) and not isinstance(entry["at"], bool))
+
+
 def when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 

@@ -354,3 +354,15 @@ def test_a_save_tells_each_new_verdict_with_its_values_then_the_phase_it_enters(
         ("Progressing", "pulumi up: weight 40%", False)]
     assert resource.save_events(None, replace(before, analyses=[passed]))[0] == (
         "AnalysisPassed", "at 20%: request-success-rate 100 (primary 99.95) PASS", False)
+
+
+def test_a_hand_edited_release_approval_the_gate_cannot_read_is_skipped() -> None:
+    prefix = resource.APPROVAL_PREFIX
+    annotations = {
+        f"{prefix}a": json.dumps({"version": "v2", "by": "x", "at": "yesterday"}),
+        f"{prefix}b": "{not json",
+        f"{prefix}c": json.dumps({"version": "v3", "by": "y", "at": 5.0}),
+        f"{prefix}d": json.dumps({"version": "v4", "by": "z", "at": True}),
+        "kubectl.kubernetes.io/last-applied-configuration": "{}",
+    }
+    assert [e["version"] for _, e in resource.release_approvals_in(annotations)] == ["v3"]
