@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.settings import PROJECT, ServiceSettings, load_settings
 from rollout.adapters.cluster_store import ClusterStore
 from rollout.adapters.journal import Journal
 from rollout.adapters.lab_layout import Layout
@@ -31,6 +30,7 @@ from rollout.app.driver import Driver, Progress, Target
 from rollout.core.errors import InvalidInput, SettingsError
 from rollout.core.policy import Policy, analysis_spec, load_policy
 from rollout.core.ports import StateStore
+from rollout.core.service import PROJECT, ServiceSettings, load_settings
 from rollout.core.stackconfig import VERSION_TAG, Keys, plain_config, validate_stack_name
 from rollout.core.state import RolloutState, unfinished_rollout_id
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.settings import PROJECT
 from rollout.app.api import RolloutResult, Rollouts
 from rollout.app.driver import Progress
 from rollout.core.errors import InvalidInput, RolloutError
@@ -24,6 +23,7 @@ from rollout.core.gates import (
     when,
 )
 from rollout.core.ports import StateStore
+from rollout.core.service import PROJECT
 from rollout.core.stackconfig import VERSION_TAG, plain_config
 
 # -- approvals and the release log (in the target stack's state store) ------------------------

@@ -4,8 +4,8 @@ Every part that deals with routes uses this registry: the Pulumi program (the ob
 version and kind), the driver (the Pulumi types its weight steps target), the cluster readback
 (the object's coordinates and weights) and the lab (what it watches). No Pulumi import here.
 
-A new router is an entry below, its program module in `infra/routers/`, and one line in
-`infra/routers/__init__.py` (CONTRIBUTING.md).
+A new router is an entry below, its program module in `rollout/pulumi/routers/`, and one line in
+`rollout/pulumi/routers/__init__.py` (CONTRIBUTING.md).
 """
 
 from __future__ import annotations

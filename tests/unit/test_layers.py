@@ -34,11 +34,11 @@ def test_only_the_stack_adapter_touches_the_automation_api() -> None:
 
 
 def test_the_driver_never_imports_the_pulumi_program_runtime() -> None:
-    allowed = {*STACK_ADAPTER, "rollout/program.py"}
     offenders = []
     for path in sorted((ROOT / "rollout").rglob("*.py")):
         rel = str(path.relative_to(ROOT))
-        if rel in allowed:
+        # The component package is the program's own library; the driver runs it via the CLI.
+        if rel in STACK_ADAPTER or rel.startswith("rollout/pulumi/"):
             continue
         if any(n == "pulumi" or n.startswith("pulumi_kubernetes") for n in _imports(path)):
             offenders.append(rel)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from infra.settings import load_settings
 from rollout.adapters.journal import Journal
 from rollout.app.api import RolloutResult
 from rollout.app.environments import ordered, predecessors, stack_files
@@ -23,6 +22,7 @@ from rollout.core.gates import (
     load_promotion,
     proven,
 )
+from rollout.core.service import load_settings
 from rollout.core.state import Outcome, Phase, RolloutState
 
 NOW = 1_700_000_000.0

@@ -19,10 +19,8 @@ from typing import Any
 
 import pytest
 
-from infra.routers.gateway_api import http_route_spec
-from infra.routers.istio import virtual_service_spec
-from infra.settings import load_settings
 from rollout.adapters.lab_layout import Layout, Ports
+from rollout.core.service import load_settings
 from rollout.lab import demoapp, loadgen
 from rollout.lab.dataplane.backends import Backends, start_demoapp
 from rollout.lab.dataplane.kubewatch import declared_version
@@ -32,6 +30,8 @@ from rollout.lab.dataplane.server import ProxyServer
 from rollout.lab.dataplane.telemetry import Telemetry
 from rollout.lab.processes import port_in_use
 from rollout.lab.traffic import Traffic, TrafficPorts, pick_ports
+from rollout.pulumi.routers.gateway_api import http_route_spec
+from rollout.pulumi.routers.istio import virtual_service_spec
 
 LAB = Path(loadgen.__file__).parent
 APP = "demo"

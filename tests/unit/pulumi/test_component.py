@@ -11,13 +11,13 @@ import pulumi
 import pytest
 from pulumi.runtime.config import set_all_config
 
-from infra import program
-from infra.component import CanaryService, label_value
-from infra.meta import cookie_regex
-from infra.routers import router_for
-from infra.settings import ServiceSettings, load_settings
 from rollout.core.errors import SettingsError
 from rollout.core.routers import ROUTERS, WEIGHT_STEP_TYPES
+from rollout.core.service import ServiceSettings, load_settings
+from rollout.pulumi import program
+from rollout.pulumi.component import CanaryService, label_value
+from rollout.pulumi.meta import cookie_regex
+from rollout.pulumi.routers import router_for
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"

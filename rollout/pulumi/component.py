@@ -8,9 +8,9 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.meta import PORT_NAME, SERVICE_PORT, TRACK_LABEL, common_labels, object_meta
-from infra.routers import RouterOutputs, router_for
-from infra.settings import Hpa, ServiceSettings
+from rollout.core.service import Hpa, ServiceSettings
+from rollout.pulumi.meta import PORT_NAME, SERVICE_PORT, TRACK_LABEL, common_labels, object_meta
+from rollout.pulumi.routers import RouterOutputs, router_for
 
 Track = Literal["primary", "canary"]
 TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"

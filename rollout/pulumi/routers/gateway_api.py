@@ -7,11 +7,11 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
-from infra.meta import SERVICE_PORT, SKIP_AWAIT, cookie_regex, object_meta, regex_literal
-from infra.routers import RouterOutputs
-from infra.settings import PROJECT, MatchRule, ServiceSettings
 from rollout.core.errors import Problem, SettingsError
 from rollout.core.routers import ROUTERS
+from rollout.core.service import PROJECT, MatchRule, ServiceSettings
+from rollout.pulumi.meta import SERVICE_PORT, SKIP_AWAIT, cookie_regex, object_meta, regex_literal
+from rollout.pulumi.routers import RouterOutputs
 
 ROUTER = ROUTERS["gateway-api"]
 

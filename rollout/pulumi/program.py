@@ -8,9 +8,9 @@ from typing import Any
 import pulumi
 from pulumi.runtime.config import CONFIG
 
-from infra.component import CanaryService
-from infra.settings import config_keys, load_settings
 from rollout.core.errors import SettingsError
+from rollout.core.service import config_keys, load_settings
+from rollout.pulumi.component import CanaryService
 
 
 def main() -> None:

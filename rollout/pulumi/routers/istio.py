@@ -7,10 +7,10 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
-from infra.meta import SERVICE_PORT, SKIP_AWAIT, cookie_regex, object_meta
-from infra.routers import RouterOutputs
-from infra.settings import MatchRule, ServiceSettings
 from rollout.core.routers import ROUTERS
+from rollout.core.service import MatchRule, ServiceSettings
+from rollout.pulumi.meta import SERVICE_PORT, SKIP_AWAIT, cookie_regex, object_meta
+from rollout.pulumi.routers import RouterOutputs
 
 ROUTER = ROUTERS["istio"]
 

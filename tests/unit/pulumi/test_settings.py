@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.settings import (
+from rollout.core.errors import InvalidInput, SettingsError
+from rollout.core.service import (
     ROUTER_KINDS,
     ServiceSettings,
     config_keys,
     load_settings,
 )
-from rollout.core.errors import InvalidInput, SettingsError
 
 BASE: dict[str, Any] = {"app": "demo", "image": "registry.local/demo", "stableVersion": "v1"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi_kubernetes as k8s
 
-from infra.settings import ServiceSettings
+from rollout.core.service import ServiceSettings
 
 SERVICE_PORT = 80
 PORT_NAME = "http"

@@ -7,8 +7,8 @@ from typing import Protocol
 
 import pulumi
 
-from infra.settings import PROJECT, ROUTER_KINDS, ServiceSettings
 from rollout.core.errors import Problem, SettingsError
+from rollout.core.service import PROJECT, ROUTER_KINDS, ServiceSettings
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class Router(Protocol):
 def router_for(kind: str) -> Router:
     """The router for a config `router` value; unknown kinds are an error, never a default."""
     # Imported here: the router modules import RouterOutputs from this package.
-    from infra.routers.gateway_api import GatewayApiRouter
-    from infra.routers.istio import IstioRouter
+    from rollout.pulumi.routers.gateway_api import GatewayApiRouter
+    from rollout.pulumi.routers.istio import IstioRouter
 
     routers: dict[str, type[Router]] = {
         IstioRouter.kind: IstioRouter,

@@ -1,1 +1,0 @@
-"""The Pulumi program of the canary-service project and its reusable CanaryService component."""
