@@ -25,15 +25,16 @@ def main(changes: int = 5) -> int:
         project, stack_name, _ = make_project(Path(tmp))
         stack = rollouts(project, stack_name).adapter
         stack.up()
-        stack.set_config({"canary-service:canaryVersion": "v2",
-                          "canary-service:canaryReplicas": "1"})
+        stack.set_config({"demo:canaryVersion": "v2",
+                          "demo:canaryReplicas": "1"})
         stack.up()
         try:
             timings: dict[str, list[float]] = {"targeted": [], "full": []}
             for i in range(changes * 2):
                 mode = "targeted" if i % 2 == 0 else "full"
-                stack.set_config({"canary-service:canaryWeight": str(10 + i)})
-                targets = stack.resource_urns(types=ROUTER_TYPES) if mode == "targeted" else None
+                stack.set_config({"demo:canaryWeight": str(10 + i)})
+                targets = (stack.service_targets("demo", types=ROUTER_TYPES)
+                           if mode == "targeted" else None)
                 started = time.monotonic()
                 stack.up(targets=targets)
                 timings[mode].append(time.monotonic() - started)

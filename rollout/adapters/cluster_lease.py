@@ -116,12 +116,13 @@ class LeaseLock:
 
     def __init__(self, api: client.ApiClient, *, namespace: str, name: str, stack: str,
                  rollout: str, timings: LeaseTimings, identity: str,
-                 request_timeout: float) -> None:
+                 request_timeout: float, subject: str | None = None) -> None:
         # Leases as plain JSON (the typed client rewrites MicroTime in a form the API server
         # rejects for whole seconds).
         self._leases = client.CustomObjectsApi(api)
         self._server = api.configuration.host
         self.namespace, self.name, self.stack, self.rollout = namespace, name, stack, rollout
+        self.subject = subject or f"stack {stack}"
         self.timings, self.identity = timings, identity
         # A renewal must not outlast the time it has to succeed in.
         self._timeout = min(request_timeout, max(timings.renew_deadline / 2, 0.5))
@@ -194,7 +195,7 @@ class LeaseLock:
         seen = self.seen()
         if seen is not None and not seen.free:
             raise self._busy(seen)
-        raise LockLost(f"could not take the rollout lock of stack {self.stack}: other drivers "
+        raise LockLost(f"could not take the rollout lock of {self.subject}: other drivers "
                        "kept changing its Lease", hint="retry in a few seconds")
 
     def release(self) -> None:
@@ -216,7 +217,7 @@ class LeaseLock:
 
     def check_held(self) -> None:
         if not self.held:
-            raise LockLost(f"this driver does not hold the rollout lock of stack {self.stack}",
+            raise LockLost(f"this driver does not hold the rollout lock of {self.subject}",
                            hint="take it first (`acquire`)")
         with self._guard:
             lost, silent = self._lost, time.monotonic() - self._renewed_at
@@ -226,7 +227,7 @@ class LeaseLock:
                                       "and check `rollout status`")
         if silent > self.timings.renew_deadline:
             raise LockLost(
-                f"the rollout lock of stack {self.stack} was not renewed for {silent:.1f}s, "
+                f"the rollout lock of {self.subject} was not renewed for {silent:.1f}s, "
                 f"past the renew deadline of {self.timings.renew_deadline:g}s"
                 + (f" ({last_error})" if last_error else ""),
                 hint="another driver may take it over: stop, check the API server, and "
@@ -260,7 +261,7 @@ class LeaseLock:
                 if taken:
                     self._lost = taken
                 elif time.monotonic() - self._renewed_at > self.timings.renew_deadline:
-                    self._lost = (f"the rollout lock of stack {self.stack} could not be "
+                    self._lost = (f"the rollout lock of {self.subject} could not be "
                                   f"renewed within the renew deadline of "
                                   f"{self.timings.renew_deadline:g}s ({self._last_error})")
                 if self._lost:
@@ -278,11 +279,11 @@ class LeaseLock:
                 _request_timeout=self._timeout)
         except ApiException as err:
             if err.status == 404:
-                return f"the Lease {self.namespace}/{self.name} of stack {self.stack} was deleted"
+                return f"the Lease {self.namespace}/{self.name} of {self.subject} was deleted"
             raise
         seen = _Seen.of(lease, _now())
         if (seen.holder, seen.token) != (self.identity, token):
-            return (f"the rollout lock of stack {self.stack} was taken over by "
+            return (f"the rollout lock of {self.subject} was taken over by "
                     f"{seen.holder or 'nobody (it was freed by hand)'}")
         # A 409 (someone wrote in between) fails this round; the next one reads again.
         self._write(token, seen, transitions=seen.transitions, renewing=True)
@@ -323,9 +324,9 @@ class LeaseLock:
     def _busy(self, seen: _Seen) -> DriverBusy:
         ago = f", renewed {seen.renewed_ago:.0f}s ago" if seen.renewed_ago is not None else ""
         return DriverBusy(
-            f"another rollout driver is running on stack {self.stack} ({seen.holder}{ago}; "
+            f"another rollout driver is running on {self.subject} ({seen.holder}{ago}; "
             f"Lease {self.namespace}/{self.name})", hint=BUSY_HINT)
 
     def _doing(self, verb: str) -> str:
-        return f"{verb} the rollout lock of stack {self.stack} (Lease {self.namespace}/" \
+        return f"{verb} the rollout lock of {self.subject} (Lease {self.namespace}/" \
                f"{self.name})"

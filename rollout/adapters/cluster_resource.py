@@ -127,19 +127,24 @@ def crd_manifest() -> dict[str, Any]:
     }
     schema = {
         "type": "object",
-        "description": "One stack's canary rollout: its journal, history and requests. "
+        "description": "The canary rollouts of one service of a stack: journal, history and "
+                       "requests. "
                        "Request one with `kubectl annotate canaryrollout <name> "
                        f"{REQUEST_ANNOTATION}=approve` (or promote, abort).",
         "properties": {
             "apiVersion": text, "kind": text, "metadata": {"type": "object"},
             "spec": {"type": "object", "required": ["stack"],
                      "properties": {"stack": {"type": "string", "minLength": 1,
-                                              "description": "The Pulumi stack's name."}}},
+                                              "description": "The Pulumi stack's name."},
+                                    "service": {"type": "string",
+                                                "description": "The canary service (its "
+                                                               "config namespace)."}}},
             "status": status,
         },
     }
     columns = [
         _column("Stack", "string", ".spec.stack", "The Pulumi stack"),
+        _column("Service", "string", ".spec.service", "The canary service"),
         _column("Phase", "string", ".status.phase", "Phase of the current or last rollout"),
         _column("Step", "string", ".status.step", "Step reached, of all steps"),
         _column("Weight", "integer", ".status.weight", "Canary traffic weight, percent"),
@@ -167,12 +172,14 @@ def crd_manifest() -> dict[str, Any]:
     }
 
 
-def new_object(*, stack: str, name: str, namespace: str) -> dict[str, Any]:
+def new_object(*, stack: str, name: str, namespace: str,
+               service: str | None = None) -> dict[str, Any]:
+    spec = {"stack": stack, **({"service": service} if service else {})}
     return {
         "apiVersion": API_VERSION, "kind": KIND,
         "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: MANAGER},
                      "annotations": {STACK_ANNOTATION: stack}},
-        "spec": {"stack": stack},
+        "spec": spec,
     }
 
 

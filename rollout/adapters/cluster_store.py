@@ -110,16 +110,19 @@ Status = dict[str, Any]
 
 class ClusterStore:
     def __init__(self, api: client.ApiClient, *, stack: str, namespace: str,
+                 service: str | None = None,
                  timings: LeaseTimings | None = None, identity: str | None = None,
                  history_limit: int = HISTORY_LIMIT, request_timeout: float = 10.0) -> None:
-        self.api, self.stack, self.namespace = api, stack, namespace
-        self.name = object_name(stack)
+        self.api, self.stack, self.namespace, self.service = api, stack, namespace, service
+        self.subject = f"service {service} of stack {stack}" if service else f"stack {stack}"
+        # One CanaryRollout per service of a stack, e.g. `prod-checkout`.
+        self.name = object_name(f"{stack}-{service}" if service else stack)
         self.history_limit = history_limit
         self._objects = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
         self._timeout = request_timeout
         self._lock = LeaseLock(api, namespace=namespace, name=lease_name(self.name),
-                               stack=stack, rollout=self.name,
+                               stack=stack, rollout=self.name, subject=self.subject,
                                timings=timings or LeaseTimings(),
                                identity=identity or driver_identity(),
                                request_timeout=request_timeout)
@@ -143,7 +146,7 @@ class ClusterStore:
             return journal_of(obj.get("status") or {})
         except (ValueError, TypeError, KeyError) as err:
             raise InvalidInput(
-                f"the rollout journal in {self.where} (stack {self.stack}) is unreadable: {err}",
+                f"the rollout journal in {self.where} ({self.subject}) is unreadable: {err}",
                 hint=f"inspect it with `kubectl get {PLURAL} -n {self.namespace} {self.name} "
                      "-o yaml`; clear status.journal only if the stack is known to be as "
                      "before the rollout") from err
@@ -348,7 +351,7 @@ class ClusterStore:
             if guard == "journal" and self._lock.held and status.get("lockToken") != \
                     self._lock.token:
                 raise LockLost(
-                    f"another driver took the rollout lock of stack {self.stack} and wrote "
+                    f"another driver took the rollout lock of {self.subject} and wrote "
                     f"to {self.where}", hint="stop: that driver now drives the stack")
             changed = change(status)
             if changed is None:
@@ -375,7 +378,7 @@ class ClusterStore:
             if seen is None or (seen.holder, seen.token) != (self._lock.identity,
                                                              self._lock.token):
                 raise LockLost(
-                    f"the rollout lock of stack {self.stack} is now held by "
+                    f"the rollout lock of {self.subject} is now held by "
                     f"{seen.holder if seen and seen.holder else 'nobody'}, not this driver",
                     hint="stop: another driver may now drive the stack")
             return
@@ -387,7 +390,7 @@ class ClusterStore:
                     f"{self.stack}: only it writes the journal",
                     hint="watch it with `rollout status`, or stop it with `rollout abort`")
             return
-        raise LockLost(f"this driver does not hold the rollout lock of stack {self.stack}",
+        raise LockLost(f"this driver does not hold the rollout lock of {self.subject}",
                        hint="take it first (`acquire`)")
 
     # -- the objects ------------------------------------------------------------------
@@ -411,7 +414,8 @@ class ClusterStore:
         return obj
 
     def _create(self) -> Status:
-        body = new_object(stack=self.stack, name=self.name, namespace=self.namespace)
+        body = new_object(stack=self.stack, name=self.name, namespace=self.namespace,
+                          service=self.service)
         try:
             created: Status = self._call(
                 f"creating {self.where}", self._objects.create_namespaced_custom_object,
@@ -425,7 +429,7 @@ class ClusterStore:
             if err.status == 404 and not resource_missing(err):
                 raise InfrastructureError(
                     f"namespace {self.namespace} does not exist on the cluster at "
-                    f"{self._server}, so the rollout state of stack {self.stack} cannot be "
+                    f"{self._server}, so the rollout state of {self.subject} cannot be "
                     "kept there", hint="create the namespace, or keep the state in another "
                     "one") from err
             raise api_error(err, doing=f"creating {self.where}", server=self._server) from err

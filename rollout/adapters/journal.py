@@ -59,17 +59,22 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
 
 
 class Journal:
-    """`<dir>/<stack>.json` holds the state; `<stack>.lock` is held while a driver runs."""
+    """`<dir>/<stack>.<service>.json` holds the state of one service's rollouts (without a
+    service, `<stack>.json`); `.lock` next to it is held while a driver runs."""
 
-    def __init__(self, directory: Path, stack: str) -> None:
+    def __init__(self, directory: Path, stack: str, service: str | None = None) -> None:
         self.directory = directory
         self.stack = stack
-        self.path = directory / f"{_safe(stack)}.json"
-        self.lock_path = directory / f"{_safe(stack)}.lock"
-        self.requests_path = directory / f"{_safe(stack)}.requests.jsonl"
-        self.history_path = directory / f"{_safe(stack)}.history.jsonl"
-        self.approvals_path = directory / f"{_safe(stack)}.release-approvals.json"
-        self.release_log_path = directory / f"{_safe(stack)}.releases.jsonl"
+        self.service = service
+        self.subject = f"service {service} of stack {stack}" if service else f"stack {stack}"
+        # Service names are DNS labels, so `<stack>.<service>` never collides with a stack.
+        base = _safe(stack) + (f".{service}" if service else "")
+        self.path = directory / f"{base}.json"
+        self.lock_path = directory / f"{base}.lock"
+        self.requests_path = directory / f"{base}.requests.jsonl"
+        self.history_path = directory / f"{base}.history.jsonl"
+        self.approvals_path = directory / f"{base}.release-approvals.json"
+        self.release_log_path = directory / f"{base}.releases.jsonl"
         self._lock: IO[str] | None = None
 
     @property
@@ -229,7 +234,7 @@ class Journal:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise DriverBusy(
-                f"another rollout driver is running on stack {self.stack} ({holder})",
+                f"another rollout driver is running on {self.subject} ({holder})",
                 hint="watch it with `rollout status`, or stop it with `rollout abort`",
             ) from None
 
@@ -262,7 +267,7 @@ class Journal:
         """Raises `LockLost` unless this journal holds the lock on the stack's lock file as it
         is now: a lock file removed by hand lets a second driver lock a new one."""
         if self._lock is None:
-            raise LockLost(f"this driver does not hold the rollout lock of stack {self.stack}",
+            raise LockLost(f"this driver does not hold the rollout lock of {self.subject}",
                            hint="take it first (`acquire`)")
         mine = os.fstat(self._lock.fileno())
         try:
@@ -271,7 +276,7 @@ class Journal:
             now = None
         if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
             raise LockLost(
-                f"the lock file {self.lock_path} of stack {self.stack} was removed or replaced "
+                f"the lock file {self.lock_path} of {self.subject} was removed or replaced "
                 "while this driver held it, so another driver may be running on the stack",
                 hint="check `rollout status`; resume with `rollout resume` once only one "
                      "driver runs",

@@ -34,7 +34,7 @@ from rollout.adapters.pulumi_command import SessionCommand
 from rollout.adapters.stackfile import StackFile
 from rollout.core.errors import InvalidInput, StackError, StackLocked
 from rollout.core.stack_data import ConfigEntry, UpSummary
-from rollout.core.stackconfig import validate_stack_name
+from rollout.core.stackconfig import COMPONENT_TYPE, validate_stack_name
 
 # Steps that change nothing: after an update that started only these, running it again is safe.
 _NO_CHANGE_OPS = {"same", "read", "refresh"}
@@ -257,11 +257,41 @@ class StackAdapter:
         self.cancel()
         return True
 
-    def resource_urns(self, *, types: set[str]) -> list[str]:
-        """URNs of the stack's resources of the given Pulumi types (for targeted updates)."""
+    def _resources(self) -> list[dict[str, Any]]:
         with _translated(self.stack_name):
             deployment = self.stack().export_stack().deployment or {}
-        return [r["urn"] for r in deployment.get("resources", []) if r.get("type") in types]
+        return list(deployment.get("resources", []))
+
+    def service_targets(self, service: str, *, types: set[str] | None = None) -> list[str]:
+        resources = self._resources()
+        component = _component(resources, service)
+        if component is None:
+            return []
+        # Every resource under the component: a target of a component alone leaves out its
+        # children, so they are named one by one.
+        children: dict[str, list[dict[str, Any]]] = {}
+        for resource in resources:
+            children.setdefault(resource.get("parent", ""), []).append(resource)
+        found = [] if types is not None else [component["urn"]]
+        pending = [component["urn"]]
+        while pending:
+            for child in children.get(pending.pop(), []):
+                pending.append(child["urn"])
+                if types is None or child.get("type") in types:
+                    found.append(child["urn"])
+        return found
+
+    def service_outputs(self, service: str) -> dict[str, Any] | None:
+        component = _component(self._resources(), service)
+        return None if component is None else dict(component.get("outputs") or {})
+
+
+def _component(resources: list[dict[str, Any]], service: str) -> dict[str, Any] | None:
+    for resource in resources:
+        if (resource.get("type") == COMPONENT_TYPE
+                and str(resource.get("urn", "")).rsplit("::", 1)[-1] == service):
+            return resource
+    return None
 
 
 class _StepRecorder:

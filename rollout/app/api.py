@@ -1,8 +1,11 @@
 """The Python API: the same rollout the CLI runs, for a team's own automation scripts.
 
     from rollout import Rollouts
-    result = Rollouts(stack="staging").run("v2")
+    result = Rollouts(stack="staging", service="checkout").run("v2")
     if result.outcome != "promoted": ...
+
+`service` may be left out on a stack with one canary service; `project_dir` is the Pulumi
+project (default: CANARY_PROJECT_DIR, else the current directory's project).
 """
 
 from __future__ import annotations
@@ -30,8 +33,16 @@ from rollout.app.driver import Driver, Progress, Target
 from rollout.core.errors import InvalidInput, SettingsError
 from rollout.core.policy import Policy, analysis_spec, load_policy
 from rollout.core.ports import StateStore
-from rollout.core.service import PROJECT, ServiceSettings, load_settings
-from rollout.core.stackconfig import VERSION_TAG, Keys, plain_config, validate_stack_name
+from rollout.core.service import ServiceSettings, service_settings
+from rollout.core.stack_data import ConfigEntry
+from rollout.core.stackconfig import (
+    VERSION_TAG,
+    Keys,
+    choose_service,
+    plain_config,
+    services_in,
+    validate_stack_name,
+)
 from rollout.core.state import RolloutState, unfinished_rollout_id
 
 
@@ -78,23 +89,47 @@ class RolloutResult:
 
 
 class Rollouts:
-    """Everything a person or pipeline does with the rollouts of one stack."""
+    """Everything a person or pipeline does with the rollouts of one service of one stack."""
 
-    def __init__(self, *, stack: str, project_dir: Path | None = None,
-                 on_progress: Progress | None = None, journal_directory: Path | None = None
-                 ) -> None:
+    def __init__(self, *, stack: str, service: str | None = None,
+                 project_dir: Path | None = None, on_progress: Progress | None = None,
+                 journal_directory: Path | None = None) -> None:
         self.stack_name = validate_stack_name(stack)
         self.project_dir = project_dir or project_root()
         self.on_progress = on_progress
+        self._requested_service = service
+        self._service: str | None = None
         self._journal_directory = journal_directory
         self._store: StateStore | None = None
         self._adapter: StackAdapter | None = None
+        self._code: dict[str, Any] | None = None
+
+    @property
+    def settings_file(self) -> Path:
+        return settings_path(self.project_dir, self.stack_name)
+
+    @property
+    def service_name(self) -> str:
+        """The service asked for, or `<service>` before the stack is read."""
+        return self._service or self._requested_service or "<service>"
+
+    @property
+    def service(self) -> str:
+        """The canary service this acts on: the one asked for, or the stack's only one (read
+        from the stack file, so a wrong name fails before the CLI starts)."""
+        if self._service is None:
+            path = self.settings_file
+            if not path.is_file():
+                self.adapter.stack(create=False)  # a mistyped stack: Pulumi's own message
+            self._service = choose_service(services_in(stack_file_values(path)),
+                                           self._requested_service, stack=self.stack_name)
+        return self._service
 
     @property
     def journal(self) -> StateStore:
-        """The stack's rollout state: its `stateStore` setting says where (read from the stack
-        file itself, so a busy stack is refused before the CLI loads anything); an explicit
-        `journal_directory` always means files there."""
+        """The service's rollout state: its `stateStore` setting says where (read from the
+        stack file itself, so a busy stack is refused before the CLI loads anything); an
+        explicit `journal_directory` always means files there."""
         if self._store is None:
             self._store = self._state_store()
         return self._store
@@ -105,21 +140,25 @@ class Rollouts:
         return self._journal_directory or journal_dir()
 
     def _state_store(self) -> StateStore:
+        service = self.service
         if self._journal_directory is not None:
-            return Journal(self.files_directory, self.stack_name)
-        plain = stack_file_values(settings_path(self.project_dir, self.stack_name))
+            return Journal(self.files_directory, self.stack_name, service)
+        plain = stack_file_values(self.settings_file)
         defaults = ServiceSettings.model_fields
-        kind = plain.get(f"{PROJECT}:stateStore", defaults["state_store"].default)
+        kind = plain.get(f"{service}:stateStore", defaults["state_store"].default)
         if kind == "file":
-            return Journal(self.files_directory, self.stack_name)
+            return Journal(self.files_directory, self.stack_name, service)
         if kind != "cluster":
             raise InvalidInput(
-                f"{PROJECT}:stateStore = {kind!r}: must be file or cluster",
-                hint=f"fix stacks/Pulumi.{self.stack_name}.yaml")
-        namespace = str(plain.get(f"{PROJECT}:namespace", defaults["namespace"].default))
+                f"{service}:stateStore = {kind!r}: must be file or cluster",
+                hint=f"fix {self.settings_file}")
+        namespace = plain.get(f"{service}:namespace")
+        if namespace is None:
+            # Set in code, if anywhere: the deployed component says which.
+            namespace = self._code_settings().get("namespace", defaults["namespace"].default)
         context = plain.get("kubernetes:context")
         return ClusterStore.from_kubeconfig(
-            stack=self.stack_name, namespace=namespace,
+            stack=self.stack_name, namespace=str(namespace), service=service,
             kubeconfig=os.environ.get("KUBECONFIG", str(Layout.default().kubeconfig)),
             context=str(context) if context else None)
 
@@ -131,26 +170,56 @@ class Rollouts:
                                          env=env, pulumi_bin=locate().pulumi)
         return self._adapter
 
-    def settings_and_policy(self) -> tuple[Any, Policy]:
-        raw = plain_config(self.adapter.config(), PROJECT)
-        analysis = raw.pop("analysis", None)
+    def _code_settings(self) -> dict[str, Any]:
+        """The settings the program gave the service in code, as its last update recorded."""
+        if self._code is None:
+            outputs = self.adapter.service_outputs(self.service) or {}
+            code = outputs.get("codeSettings")
+            self._code = dict(code) if isinstance(code, dict) else {}
+        return self._code
+
+    def settings(self, config: dict[str, ConfigEntry] | None = None) -> ServiceSettings:
+        """The service's settings as the program sees them: stack config plus code."""
+        service = self.service
+        raw = plain_config(self.adapter.config() if config is None else config, service)
         try:
-            settings = load_settings({**raw, "analysis": analysis} if analysis else raw)
+            return service_settings(service, raw, self._code_settings())
         except SettingsError as err:
-            raise InvalidInput(str(err), hint=f"fix stacks/Pulumi.{self.stack_name}.yaml "
-                               "or use `pulumi config set`") from err
-        return settings, load_policy(analysis, key=f"{PROJECT}:analysis")
+            raise InvalidInput(str(err), hint=f"fix {self.settings_file} or use "
+                               "`pulumi config set`") from err
+
+    def settings_and_policy(self, config: dict[str, ConfigEntry] | None = None
+                            ) -> tuple[ServiceSettings, Policy]:
+        settings = self.settings(config)
+        return settings, load_policy(settings.analysis, key=f"{self.service}:analysis")
+
+    def check_services(self, config: dict[str, ConfigEntry]) -> None:
+        """Refuses a stack where two services would own the same Kubernetes objects."""
+        owners: dict[tuple[str, str], str] = {}
+        for service in services_in(config):
+            raw = plain_config(config, service)
+            app, namespace = str(raw.get("app", service)), str(raw.get("namespace", "default"))
+            other = owners.setdefault((namespace, app), service)
+            if other != service:
+                raise InvalidInput(
+                    f"services {other} and {service} of stack {self.stack_name} both declare "
+                    f"app {app} in namespace {namespace}: both would own {app}, {app}-primary "
+                    f"and {app}-canary",
+                    hint=f"give one of them another {service}:app or namespace in "
+                    f"{self.settings_file}")
 
     def driver(self, *, leave_paused: bool = False) -> Driver:
         # A rollout never creates a stack: a mistyped name must fail and change nothing.
         self.adapter.stack(create=False)
-        settings, policy = self.settings_and_policy()
+        config = self.adapter.config()
+        self.check_services(config)
+        settings, policy = self.settings_and_policy(config)
         metric = None
         if not policy.skip_analysis:
             spec = analysis_spec(policy, default_address=default_prometheus())
             metric = MetricAnalysis(spec=spec, provider=provider_for(spec.provider))
         env = engine_environment()
-        context = self.adapter.config().get("kubernetes:context")
+        context = config.get("kubernetes:context")
         return Driver(
             stack=self.adapter,
             analysis=metric,  # type: ignore[arg-type]  # unused when skipAnalysis
@@ -165,7 +234,7 @@ class Rollouts:
             target=Target(app=settings.app, namespace=settings.namespace,
                           stable_version=settings.stable_version,
                           canary_replicas=policy.canary_replicas or max(settings.replicas, 1)),
-            keys=Keys(PROJECT), stack_name=self.stack_name,
+            keys=Keys(self.service), stack_name=self.stack_name,
             on_progress=self.on_progress, leave_paused=leave_paused,
         )
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from rollout.adapters.prometheus import default_prometheus
@@ -208,12 +209,13 @@ def _units(spec: AnalysisSpec) -> dict[str, str]:
 # -- a stack's analysis -------------------------------------------------------------------
 
 
-def stack_analysis(stack: str) -> tuple[AnalysisSpec, Workloads]:
+def stack_analysis(stack: str, *, service: str | None = None, project_dir: Path | None = None
+                   ) -> tuple[AnalysisSpec, Workloads]:
     """The stack's analysis config and workloads, read without changing (or creating) it."""
     from rollout.app.api import Rollouts
     from rollout.core.policy import analysis_spec
 
-    rollouts = Rollouts(stack=stack)
+    rollouts = Rollouts(stack=stack, service=service, project_dir=project_dir)
     # Selected before settings_and_policy(), which would otherwise create a missing stack.
     rollouts.adapter.stack(create=False)
     settings, policy = rollouts.settings_and_policy()
@@ -226,9 +228,10 @@ def stack_analysis(stack: str) -> tuple[AnalysisSpec, Workloads]:
 
 
 def backtest_stack(stack: str, *, start: str, end: str, step: str | None,
+                   service: str | None = None, project_dir: Path | None = None,
                    now: datetime | None = None) -> tuple[Backtest, Workloads]:
     """`rollout analyze`: the stack's analysis replayed over [start, end] against Prometheus."""
-    spec, workloads = stack_analysis(stack)
+    spec, workloads = stack_analysis(stack, service=service, project_dir=project_dir)
     planned = plan(spec, start=start, end=end, step=step, now=now or datetime.now(UTC))
     provider = provider_for(spec.provider)
     if not provider.is_online():

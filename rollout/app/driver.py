@@ -547,8 +547,11 @@ class Driver:
             awaits_pods: bool = False) -> float:
         self._interrupts(state)
         targets = None
-        if weight_only and self.targeted_steps:
-            targets = self.stack.resource_urns(types=WEIGHT_STEP_TYPES) or None
+        if self.targeted_steps:
+            # Only this service's resources: other services and resources of the stack are
+            # never part of its rollout, whatever their config says meanwhile.
+            types = WEIGHT_STEP_TYPES if weight_only else None
+            targets = self.stack.service_targets(self.keys.service, types=types) or None
         self._progress(state, f"pulumi up: {what}")
         # Recorded so that a driver resuming after this one was killed knows whose lock it is.
         self.journal.save((self.journal.load() or state).moved(up_in_flight=_this_driver()))

@@ -97,15 +97,17 @@ def predecessors(names: list[str], envs: dict[str, Environment], *, chain: bool
     return sources
 
 
-def pipeline(stacks: list[str] | None = None, *, project_dir: Path | None = None,
-             journal_directory: Path | None = None,
+def pipeline(stacks: list[str] | None = None, *, service: str | None = None,
+             project_dir: Path | None = None, journal_directory: Path | None = None,
              clock: Callable[[], float] = time.time) -> list[EnvironmentView]:
-    """Every environment with the gates of the release into it (no side effects)."""
+    """Every environment of one service with the gates of the release into it (no side
+    effects); `service` may be left out when the stacks have one."""
     folder = project_dir or project_root()
     names = stacks or stack_files(folder)
 
     def rollouts(name: str) -> Rollouts:
-        return Rollouts(stack=name, project_dir=folder, journal_directory=journal_directory)
+        return Rollouts(stack=name, service=service, project_dir=folder,
+                        journal_directory=journal_directory)
 
     def read(name: str) -> Environment:
         return read_environment(rollouts(name))

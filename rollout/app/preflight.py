@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rollout.adapters.prometheus import default_prometheus
@@ -35,18 +36,19 @@ class StackPlan:
                 **self.plan.to_dict()}
 
 
-def stack_policy(stack: str) -> tuple[list[Step], AnalysisSpec, Workloads]:
+def stack_policy(stack: str, *, service: str | None = None, project_dir: Path | None = None
+                 ) -> tuple[list[Step], AnalysisSpec, Workloads]:
     """The stack's schedule, analysis and workloads, read as `rollout analyze` reads them: a
     stack that does not exist is an error, never created."""
     from rollout.app.api import Rollouts
 
-    rollouts = Rollouts(stack=stack)
+    rollouts = Rollouts(stack=stack, service=service, project_dir=project_dir)
     rollouts.adapter.stack(create=False)
     settings, policy = rollouts.settings_and_policy()
     if policy.skip_analysis:
         raise InvalidInput(f"stack {stack} skips analysis (skipAnalysis: true); no judge "
                            "watches its canary, so there is nothing to plan",
-                           hint="remove skipAnalysis from canary-service:analysis to plan it")
+                           hint=f"remove skipAnalysis from {rollouts.service}:analysis to plan it")
     from rollout.core.policy import analysis_spec
 
     workloads = Workloads(namespace=settings.namespace, canary=settings.canary_name,
@@ -119,12 +121,14 @@ def observed_traffic(provider: MetricProvider, workloads: Workloads, *, address:
                    base_error_source=base_source, latency_source=latency_source)
 
 
-def plan_stack(stack: str, *, rps: float | None = None, base_error_percent: float | None = None,
+def plan_stack(stack: str, *, service: str | None = None,
+               project_dir: Path | None = None, rps: float | None = None,
+               base_error_percent: float | None = None,
                runs: int | None = None,
                providers: Callable[[ProviderSpec], MetricProvider] = provider_for) -> StackPlan:
     """`rollout plan`: the stack's schedule and the power of its judge; changes nothing."""
     check_flags(rps=rps, base_error_percent=base_error_percent)
-    steps, spec, workloads = stack_policy(stack)
+    steps, spec, workloads = stack_policy(stack, service=service, project_dir=project_dir)
     traffic = observed_traffic(providers(spec.provider), workloads, address=spec.provider.address,
                                rps=rps, base_error_percent=base_error_percent)
     return StackPlan(stack=stack, workloads=workloads,

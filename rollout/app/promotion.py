@@ -13,17 +13,16 @@ from rollout.app.api import RolloutResult, Rollouts
 from rollout.app.driver import Progress
 from rollout.core.errors import InvalidInput, RolloutError
 from rollout.core.gates import (
-    PROMOTION_KEY,
     Environment,
     PromotionPolicy,
     ReleaseCheck,
     blocked,
     evaluate,
     load_promotion,
+    promotion_key,
     when,
 )
 from rollout.core.ports import StateStore
-from rollout.core.service import PROJECT
 from rollout.core.stackconfig import VERSION_TAG, plain_config
 
 # -- approvals and the release log (in the target stack's state store) ------------------------
@@ -48,33 +47,39 @@ def log_release(store: StateStore, check: ReleaseCheck, outcome: str, *, force: 
 
 
 def read_environment(rollouts: Rollouts) -> Environment:
-    """The stack's config, outputs and journal; never creates the stack."""
+    """The service's config, deployed outputs and journal on one stack; never creates it."""
     name = rollouts.stack_name
-    journal = {"current": rollouts.status(), "history": tuple(rollouts.history())}
     try:
         rollouts.adapter.stack(create=False)
     except InvalidInput:
-        return Environment(stack=name, exists=False, **journal)
-    raw = plain_config(rollouts.adapter.config(), PROJECT)
-    outputs = rollouts.adapter.outputs()
+        return Environment(stack=name, service=rollouts.service_name, exists=False)
+    service = rollouts.service
+    journal = {"current": rollouts.status(), "history": tuple(rollouts.history())}
+    raw = plain_config(rollouts.adapter.config(), service)
+    outputs = rollouts.adapter.service_outputs(service) or {}
+    code = outputs.get("codeSettings") if isinstance(outputs.get("codeSettings"), dict) else {}
+    image = raw.get("image", (code or {}).get("image"))
     return Environment(
-        stack=name, image=_text(raw.get("image")), stable_version=_text(raw.get("stableVersion")),
+        stack=name, service=service, image=_text(image),
+        stable_version=_text(raw.get("stableVersion")),
         deployed_image=_text(outputs.get("stableImage")),
-        promotion=load_promotion(raw.get("promotion"), stack=name), **journal)
+        promotion=load_promotion(raw.get("promotion"), stack=name, service=service), **journal)
 
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def resolve_source(given: str | None, policy: PromotionPolicy, target: str) -> str:
+def resolve_source(given: str | None, policy: PromotionPolicy, target: str,
+                   service: str = "<service>") -> str:
     source = given or policy.source
+    key = promotion_key(service)
     if source is None:
         raise InvalidInput(f"no source stack to release onto {target} from",
-                           hint=f"pass --from <stack>, or set {PROMOTION_KEY}.from on {target}")
+                           hint=f"pass --from <stack>, or set {key}.from on {target}")
     if policy.source is not None and source != policy.source:
         raise InvalidInput(f"{target} accepts releases from {policy.source}, not from {source}",
-                           hint=f"use --from {policy.source}, or change {PROMOTION_KEY}.from "
+                           hint=f"use --from {policy.source}, or change {key}.from "
                            f"on {target}")
     if source == target:
         raise InvalidInput(f"cannot release {target} onto itself", hint="pass another --from")
@@ -109,13 +114,14 @@ class ReleaseResult:
 class Release:
     """Releasing what one stack proved onto another stack of the same project."""
 
-    def __init__(self, *, target: str, source: str | None = None,
+    def __init__(self, *, target: str, source: str | None = None, service: str | None = None,
                  project_dir: Path | None = None, journal_directory: Path | None = None,
                  on_progress: Progress | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._options: dict[str, Any] = {"project_dir": project_dir,
                                          "journal_directory": journal_directory}
-        self.target = Rollouts(stack=target, on_progress=on_progress, **self._options)
+        self.target = Rollouts(stack=target, service=service, on_progress=on_progress,
+                               **self._options)
         self.source_name = source
         self.clock = clock
 
@@ -125,8 +131,9 @@ class Release:
             raise InvalidInput(f"stack {target.stack} does not exist",
                                hint=f"deploy it first: pulumi up -s {target.stack}")
         policy = target.promotion or PromotionPolicy()
-        name = resolve_source(self.source_name, policy, target.stack)
-        source = read_environment(Rollouts(stack=name, **self._options))
+        name = resolve_source(self.source_name, policy, target.stack, target.service)
+        # The same service, one environment earlier.
+        source = read_environment(Rollouts(stack=name, service=target.service, **self._options))
         approval = "--approve given" if approve else approval_of(
             self.target.journal, source.stable_version)
         return evaluate(source, target, policy, now=self.clock(), approval=approval,
@@ -154,20 +161,22 @@ class Release:
         return ReleaseResult(check, result)
 
 
-def release(source: str | None, target: str, *, approve: bool = False, force: bool = False,
+def release(source: str | None, target: str, *, service: str | None = None,
+            approve: bool = False, force: bool = False,
             project_dir: Path | None = None, journal_directory: Path | None = None,
             on_progress: Progress | None = None) -> ReleaseResult:
     """Releases the version `source` proved onto `target`; raises GateNotMet when blocked."""
-    return Release(target=target, source=source, project_dir=project_dir,
+    return Release(target=target, source=source, service=service, project_dir=project_dir,
                    journal_directory=journal_directory,
                    on_progress=on_progress).run(approve=approve, force=force)
 
 
-def approve_release(target: str, version: str, *, by: str,
+def approve_release(target: str, version: str, *, by: str, service: str | None = None,
+                    project_dir: Path | None = None,
                     journal_directory: Path | None = None) -> None:
     """Records a person's approval of releasing `version` onto `target`."""
     if not re.match(VERSION_TAG, version):
         raise InvalidInput(f"{version!r} is not a valid image tag",
                            hint="use letters, digits, '_', '.', '-' (at most 128)")
-    Rollouts(stack=target, journal_directory=journal_directory).journal.approve_release(
-        version, by=by)
+    Rollouts(stack=target, service=service, project_dir=project_dir,
+             journal_directory=journal_directory).journal.approve_release(version, by=by)

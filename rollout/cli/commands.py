@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -146,14 +147,20 @@ def lab_env() -> None:
 
 
 StackOption = Annotated[str, typer.Option("--stack", "-s", help="the stack (environment)")]
+ServiceOption = Annotated[str | None, typer.Option(
+    "--service", help="the canary service (its config namespace); default: the stack's only one")]
+ProjectOption = Annotated[Path | None, typer.Option(
+    "--project-dir", envvar="CANARY_PROJECT_DIR", file_okay=False, exists=True,
+    help="the Pulumi project's directory (default: the one holding the current directory)")]
 
 
-def _rollouts(stack: str, *, progress: bool = True):
+def _rollouts(stack: str, service: str | None = None, project_dir: Path | None = None, *,
+              progress: bool = True):
     from rollout.app.api import Rollouts
     from rollout.cli.progress import ProgressPrinter
 
     printer = ProgressPrinter(console) if progress else None
-    return Rollouts(stack=stack, on_progress=printer)
+    return Rollouts(stack=stack, service=service, project_dir=project_dir, on_progress=printer)
 
 
 def _finish(result, output: Output) -> None:
@@ -171,17 +178,21 @@ def run(
     version: Annotated[str, typer.Option("--version", "-v", help="image tag to roll out")],
     leave_paused: Annotated[bool, typer.Option(
         help="on SIGINT/SIGTERM leave the rollout where it is instead of reverting")] = False,
+    service: ServiceOption = None,
+    project_dir: ProjectOption = None,
     output: OutputOption = Output.text,
 ) -> None:
-    """Roll VERSION out on STACK: canary, analysis between steps, promote or revert."""
-    result = _rollouts(stack).run(version, leave_paused=leave_paused)
+    """Roll VERSION out on STACK: canary, analysis between steps, promote or revert. Only the
+    service's own resources are updated."""
+    result = _rollouts(stack, service, project_dir).run(version, leave_paused=leave_paused)
     _finish(result, output)
 
 
 @app.command()
-def resume(stack: StackOption, output: OutputOption = Output.text) -> None:
+def resume(stack: StackOption, service: ServiceOption = None, project_dir: ProjectOption = None,
+           output: OutputOption = Output.text) -> None:
     """Continue an unfinished rollout (after a crash, a kill or a paused signal)."""
-    result = _rollouts(stack).resume()
+    result = _rollouts(stack, service, project_dir).resume()
     _finish(result, output)
 
 
@@ -189,10 +200,12 @@ def resume(stack: StackOption, output: OutputOption = Output.text) -> None:
 def abort(
     stack: StackOption,
     reason: Annotated[str, typer.Option(help="why; shown in the outcome")] = "aborted by a person",
+    service: ServiceOption = None,
+    project_dir: ProjectOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Revert the rollout now (asks the running driver, or reverts an orphaned one)."""
-    result = _rollouts(stack).abort(reason)
+    result = _rollouts(stack, service, project_dir).abort(reason)
     if result is None:
         console.print("abort requested; the running driver reverts the stack now")
         return
@@ -200,17 +213,19 @@ def abort(
 
 
 @app.command()
-def approve(stack: StackOption) -> None:
+def approve(stack: StackOption, service: ServiceOption = None,
+            project_dir: ProjectOption = None) -> None:
     """Pass a manual pause of the running rollout."""
-    rollout_id = _rollouts(stack, progress=False).approve()
+    rollout_id = _rollouts(stack, service, project_dir, progress=False).approve()
     console.print(f"approval queued for rollout {rollout_id}; the driver passes the pause "
                   "when it reaches it")
 
 
 @app.command()
-def promote(stack: StackOption) -> None:
+def promote(stack: StackOption, service: ServiceOption = None,
+            project_dir: ProjectOption = None) -> None:
     """Promote the canary now, skipping the remaining steps."""
-    rollout_id = _rollouts(stack, progress=False).promote_now()
+    rollout_id = _rollouts(stack, service, project_dir, progress=False).promote_now()
     console.print(f"promotion requested for rollout {rollout_id}")
 
 
@@ -222,11 +237,13 @@ def status(
     ] = False,
     every: Annotated[float, typer.Option(
         "--every", min=0.2, help="with --watch: seconds between reads of the state")] = 1.0,
+    service: ServiceOption = None,
+    project_dir: ProjectOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Phase, step, weight, last analysis and history of the stack's rollout, read from its
     state store (so from any machine with access to it)."""
-    rollouts = _rollouts(stack, progress=False)
+    rollouts = _rollouts(stack, service, project_dir, progress=False)
     if watch:
         _watch(rollouts, stack, every=every, output=output)
         return
@@ -269,11 +286,13 @@ def _watch(rollouts: Any, stack: str, *, every: float, output: Output) -> None:
 def history(
     stack: StackOption,
     limit: Annotated[int, typer.Option(min=1, help="the latest N rollouts")] = 20,
+    service: ServiceOption = None,
+    project_dir: ProjectOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Finished rollouts of the stack, oldest first: id, version, outcome, reason, start and
     duration; read from its state store."""
-    past = _rollouts(stack, progress=False).history()[-limit:]
+    past = _rollouts(stack, service, project_dir, progress=False).history()[-limit:]
     if output is Output.json:
         out.print_json(json.dumps(views.history_json(past)))
         return
@@ -350,13 +369,15 @@ def release_env(
     target: Annotated[str, typer.Option("--to", help="the stack (environment) to release onto")],
     source: Annotated[str | None, typer.Option(
         "--from", help="the stack that proved the version "
-        "(default: canary-service:promotion.from of the target)")] = None,
+        "(default: <service>:promotion.from of the target)")] = None,
     approve: Annotated[bool, typer.Option(
         "--approve", help="the manual approval, when the target requires one")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="release even a version the target has rolled back before")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="only evaluate the gates: exit 0 ready, 5 not")] = False,
+    service: ServiceOption = None,
+    project_dir: ProjectOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Roll the version SOURCE runs out on TARGET, with TARGET's policy, once every gate is met."""
@@ -365,7 +386,8 @@ def release_env(
     from rollout.core.errors import GateNotMet
 
     try:
-        release = Release(target=target, source=source, on_progress=ProgressPrinter(console))
+        release = Release(target=target, source=source, service=service, project_dir=project_dir,
+                          on_progress=ProgressPrinter(console))
         check = release.check(approve=approve, force=force)
         if dry_run:
             _dry_run(check, output)
@@ -393,6 +415,8 @@ def approve_release_cmd(
     target: Annotated[str, typer.Option("--to", help="the stack the release goes to")],
     version: Annotated[str, typer.Option("--version", "-v", help="the version approved")],
     by: Annotated[str | None, typer.Option(help="who approves (default: $USER)")] = None,
+    service: ServiceOption = None,
+    project_dir: ProjectOption = None,
 ) -> None:
     """Record a manual approval of releasing VERSION onto TARGET (for requireApproval)."""
     import os
@@ -400,7 +424,7 @@ def approve_release_cmd(
     from rollout.app.promotion import approve_release
 
     who = by or os.environ.get("USER") or "unknown"
-    approve_release(target, version, by=who)
+    approve_release(target, version, by=who, service=service, project_dir=project_dir)
     console.print(f"release of {version} to {target} approved by {who}")
 
 
@@ -409,13 +433,15 @@ def envs(
     stacks: Annotated[str | None, typer.Option(
         help="comma-separated stacks in pipeline order, e.g. dev,staging,prod "
         "(default: every stacks/Pulumi.<name>.yaml)")] = None,
+    service: ServiceOption = None,
+    project_dir: ProjectOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Each environment's stable version, last rollout, and what is ready to release into it."""
     from rollout.app.environments import pipeline
 
     names = [s.strip() for s in stacks.split(",") if s.strip()] if stacks else None
-    found = pipeline(names)
+    found = pipeline(names, service=service, project_dir=project_dir)
     if output is Output.json:
         out.print_json(json.dumps([v.to_dict() for v in found]))
         return
@@ -430,12 +456,15 @@ def analyze(
     end: Annotated[str, typer.Option(help="ISO 8601 time, a duration before now, or now")] = "now",
     step: Annotated[str | None, typer.Option(
         help="time between analyses, e.g. 1m (default: the analysis interval)")] = None,
+    service: ServiceOption = None,
+    project_dir: ProjectOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Backtest: replay the stack's analysis over past metrics; changes nothing."""
     from rollout.app.backtest import backtest_stack, table
 
-    result, workloads = backtest_stack(stack, start=start, end=end, step=step)
+    result, workloads = backtest_stack(stack, start=start, end=end, step=step, service=service,
+                                       project_dir=project_dir)
     if output is Output.json:
         out.print_json(json.dumps(views.backtest_json(stack, result, workloads)))
         return
@@ -454,13 +483,16 @@ def plan_cmd(
     runs: Annotated[int | None, typer.Option(
         help="simulated rollouts per candidate effect (default: 200 threshold, "
         "100 sequential, 50 comparative)")] = None,
+    service: ServiceOption = None,
+    project_dir: ProjectOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Pre-flight: the schedule, its duration, and the smallest regression the stack's judge
     catches by each step at today's traffic; changes nothing."""
     from rollout.app.preflight import plan_stack
 
-    found = plan_stack(stack, rps=rps, base_error_percent=base_error_rate, runs=runs)
+    found = plan_stack(stack, rps=rps, base_error_percent=base_error_rate, runs=runs,
+                       service=service, project_dir=project_dir)
     if output is Output.json:
         out.print_json(json.dumps(found.to_dict()))
         return

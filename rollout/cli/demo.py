@@ -21,7 +21,7 @@ from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic
 
 STACK = "demo"
-PREFIX = "canary-service"
+PREFIX = "demo"
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """One translator from pydantic's validation errors to Problems, for every config model.
 
 Each problem reads `<key> = <value>: <what is allowed>`: the full key as `pulumi config set
---path` spells it (`canary-service:analysis.metrics[0].interval`), the offending value as JSON
+--path` spells it (`demo:analysis.metrics[0].interval`), the offending value as JSON
 with every secret masked, and a rule in plain words; a missing key reads `<key> is not set`.
 """
 
@@ -55,8 +55,8 @@ def validate_config(
 ) -> M:
     """`raw` validated into `model`, or a SettingsError listing every problem at once.
 
-    `key` is where the model sits in the stack config, e.g. `canary-service:analysis`, or
-    `canary-service:` for the namespace itself. `by_name=False` refuses snake_case keys.
+    `key` is where the model sits in the stack config, e.g. `demo:analysis`, or
+    `demo:` for the namespace itself. `by_name=False` refuses snake_case keys.
     """
     data = dict(raw) if isinstance(raw, Mapping) else raw
     try:
@@ -90,6 +90,9 @@ def config_problems(
         loc = tuple(item["loc"])
         if item["type"] == "invalid_key":  # the key itself is the last part: not a list index
             loc = (*loc[:-1], str(loc[-1])) if loc else loc
+        elif loc and item["type"] != "extra_forbidden" and loc[0] in model.model_fields:
+            # A default's own validation is reported by field name; users type the alias.
+            loc = (model.model_fields[str(loc[0])].alias or loc[0], *loc[1:])
         place = _locate(model, loc)
         full_key = _join(key, place.path)
         value, has_value = _shown(item, place)

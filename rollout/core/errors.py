@@ -81,7 +81,7 @@ class Aborted(RolloutError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One bad config key: `key` as the user types it, e.g. canary-service:canaryWeight.
+    """One bad config key: `key` as the user types it, e.g. demo:canaryWeight.
 
     Shown as `key = value: message`; without a value, `key is not set...` or `key: message`.
     `value` is what may be shown, already redacted (rollout.core.config_errors); a masked

@@ -13,10 +13,14 @@ from rollout.core.config_errors import validate_config
 from rollout.core.config_model import ConfigModel, Duration
 from rollout.core.durations import format_duration, parse_duration
 from rollout.core.errors import GateNotMet, TargetBusy
-from rollout.core.stackconfig import PROJECT, STACK_NAME
+from rollout.core.stackconfig import STACK_NAME
 from rollout.core.state import Outcome, RolloutState
 
-PROMOTION_KEY = f"{PROJECT}:promotion"
+
+def promotion_key(service: str) -> str:
+    """Where a service's gate policy sits in its stack config."""
+    return f"{service}:promotion"
+
 GATES = ("source-succeeded", "soak", "same-image", "approval", "not-rolled-back-before",
          "target-idle")
 
@@ -34,7 +38,7 @@ def blocked(check: ReleaseCheck) -> GateNotMet:
     )
 
 
-# -- the gate policy: `canary-service:promotion` of the target stack ------------------------
+# -- the gate policy: `<service>:promotion` of the target stack -------------------------------
 
 
 class PromotionPolicy(ConfigModel):
@@ -53,14 +57,16 @@ class PromotionPolicy(ConfigModel):
 PROMOTION_RULES = {"from": "must be a stack name, e.g. staging"}
 
 
-def load_promotion(raw: Any, *, stack: str = "<stack>") -> PromotionPolicy | None:
+def load_promotion(raw: Any, *, stack: str = "<stack>", service: str = "<service>"
+                   ) -> PromotionPolicy | None:
     """The validated gate policy, or None when the stack sets none; a SettingsError lists
     every problem."""
     if raw is None:
         return None
+    key = promotion_key(service)
     return validate_config(
-        PromotionPolicy, raw, key=PROMOTION_KEY, rules=PROMOTION_RULES,
-        hint=f"fix {PROMOTION_KEY} in stacks/Pulumi.{stack}.yaml, e.g. "
+        PromotionPolicy, raw, key=key, rules=PROMOTION_RULES,
+        hint=f"fix {key} in stacks/Pulumi.{stack}.yaml, e.g. "
         "{from: staging, soak: 1h, requireApproval: true}")
 
 
@@ -69,9 +75,11 @@ def load_promotion(raw: Any, *, stack: str = "<stack>") -> PromotionPolicy | Non
 
 @dataclass(frozen=True)
 class Environment:
-    """One stack as promotion sees it: config, what it runs (outputs) and its journal."""
+    """One service of one stack as promotion sees it: config, what it runs (outputs) and its
+    journal."""
 
     stack: str
+    service: str = "<service>"
     image: str | None = None
     stable_version: str | None = None
     deployed_image: str | None = None
@@ -196,7 +204,7 @@ def _soak(source: Environment, target: Environment, policy: PromotionPolicy,
         return Gate("soak", True, detail)
     return Gate("soak", False, detail,
                 f"wait {span(need - live)} (until {when(proof.updated_at + need)}) "
-                f"or lower {PROMOTION_KEY}.soak on {target.stack}")
+                f"or lower {promotion_key(target.service)}.soak on {target.stack}")
 
 
 def _same_image(source: Environment, target: Environment) -> Gate:
@@ -205,7 +213,8 @@ def _same_image(source: Environment, target: Environment) -> Gate:
                     f"{source.stack} runs")
     return Gate("same-image", False, f"{source.stack} runs {source.image} but {target.stack} "
                 f"deploys {target.image}",
-                f"set {PROJECT}:image on {target.stack} to {source.image} (same repository)")
+                f"set {target.service}:image on {target.stack} to {source.image} "
+                "(same repository)")
 
 
 def _approval(target: Environment, policy: PromotionPolicy, version: str | None,
@@ -229,7 +238,8 @@ def _not_rolled_back(target: Environment, policy: PromotionPolicy, version: str 
     last = reverts[-1]
     detail = f"{target.stack} rolled {version} back at {when(last.updated_at)}: {last.reason}"
     if force or policy.allow_previously_rolled_back:
-        by = "--force" if force else f"{PROMOTION_KEY}.allowPreviouslyRolledBack"
+        by = "--force" if force else \
+            f"{promotion_key(target.service)}.allowPreviouslyRolledBack"
         return Gate(name, True, f"{detail} (allowed by {by})")
     return Gate(name, False, detail,
                 f"release a fixed version, or pass --force to try {version} again")

@@ -172,7 +172,7 @@ def _hint(key: str) -> str:
     return f"fix {key} in stacks/Pulumi.<stack>.yaml (schema: README, 'Rollout policy')"
 
 
-def analysis_spec(policy: Policy, *, key: str = "canary-service:analysis",
+def analysis_spec(policy: Policy, *, key: str = "demo:analysis",
                   default_address: str | None = None) -> AnalysisSpec:
     """The metric analysis part of the policy, with secrets taken from the environment;
     `default_address` is the Prometheus to ask when the policy names none."""
@@ -248,7 +248,7 @@ def _unchecked_analysis_problems(raw: object, *, key: str,
 
 
 def load_policy(raw: Mapping[str, Any] | None, *,
-                key: str = "canary-service:analysis") -> Policy:
+                key: str = "demo:analysis") -> Policy:
     """Validates the policy and its analysis; a SettingsError lists every problem, each naming
     its config key, its value (never a secret) and what is allowed."""
     hint = _hint(key)

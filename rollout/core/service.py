@@ -20,8 +20,9 @@ from pydantic_core import PydanticCustomError
 from rollout.core.config_errors import conflict, validate_config
 from rollout.core.config_model import ConfigModel, PositiveDuration
 from rollout.core.durations import parse_duration
+from rollout.core.errors import Problem, SettingsError
 from rollout.core.routers import ROUTER_NAMES, ROUTERS
-from rollout.core.stackconfig import PROJECT, VERSION_TAG
+from rollout.core.stackconfig import DRIVER_OWNED, VERSION_TAG
 
 ROUTER_KINDS = ROUTER_NAMES
 
@@ -230,7 +231,7 @@ class ServiceSettings(ConfigModel):
         default_factory=lambda data: [data["app"]] if "app" in data else []
     )
     gateways: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)
-    parent_refs: list[ParentRef] = Field(default_factory=list)
+    parent_refs: list[ParentRef] = Field(default_factory=list, validate_default=True)
     match: list[MatchRule] = Field(default_factory=list)
     mirror: bool = False
     mirror_weight: Annotated[Int, Field(ge=0, le=100)] = 100
@@ -262,6 +263,9 @@ class ServiceSettings(ConfigModel):
     ) -> list[ParentRef]:
         if value and info.data.get("router") == "istio":
             raise conflict("applies only to router=gateway-api; for istio set gateways")
+        if not value and info.data.get("router") == "gateway-api":
+            raise conflict("router gateway-api needs parentRefs: the Gateway (or mesh Service) "
+                           "its HTTPRoute attaches to, e.g. [{name: public, namespace: gateways}]")
         return value
 
     @field_validator("mirror")
@@ -339,14 +343,57 @@ def config_keys() -> dict[str, bool]:
     }
 
 
-_MISSING_PLACEHOLDER = {"app": "<name>", "image": "<repository>", "stableVersion": "<tag>"}
+_MISSING_PLACEHOLDER = {"image": "<repository>", "stableVersion": "<tag>"}
 
 
-def load_settings(raw: Mapping[str, Any], *, project: str = PROJECT) -> ServiceSettings:
-    """Validate config (keys without the project prefix, values parsed) into ServiceSettings.
+def load_settings(raw: Mapping[str, Any], *, service: str) -> ServiceSettings:
+    """Validate one service's config (keys without the `<service>:` prefix, values parsed)
+    into ServiceSettings; `app` defaults to the service's name.
 
     Raises SettingsError listing every bad key with its value and what is allowed.
     """
     # by_name=False: in config, snake_case keys are unknown keys (with a did-you-mean).
-    return validate_config(ServiceSettings, raw, key=f"{project}:", rules=RULES,
-                           placeholders=_MISSING_PLACEHOLDER, by_name=False)
+    data = {"app": service, **raw} if isinstance(raw, Mapping) else raw
+    return validate_config(ServiceSettings, data, key=f"{service}:",
+                           rules=RULES, placeholders=_MISSING_PLACEHOLDER, by_name=False)
+
+
+def code_settings(service: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings a program passes to `CanaryService(service, **given)`, keyed as in config.
+
+    Python names (parent_refs) and config names (parentRefs) are both accepted. The keys the
+    driver owns are refused: they must stay stack config, or a rollout could not change them.
+    """
+    by_name = {name: field.alias or name for name, field in ServiceSettings.model_fields.items()}
+    known = {*by_name, *by_name.values()}
+    problems = []
+    aliased: dict[str, Any] = {}
+    for name, value in given.items():
+        where = f'CanaryService("{service}", {name}=...)'
+        if name not in known:
+            problems.append(Problem(where, "is not a setting; known: " + ", ".join(
+                sorted(by_name)), has_value=False))
+            continue
+        key = by_name.get(name, name)
+        if key in DRIVER_OWNED:
+            problems.append(Problem(where, f"is driver-owned: it comes from the stack config "
+                                    f"only (pulumi config set {service}:{key} <value>)",
+                                    has_value=False))
+            continue
+        aliased[key] = value
+    if problems:
+        raise SettingsError(problems)
+    return aliased
+
+
+def service_settings(service: str, config: Mapping[str, Any],
+                     code: Mapping[str, Any] | None = None) -> ServiceSettings:
+    """A service's settings from its stack config and, for a program that passes some in code,
+    from there: each setting has one source, so a key set in both is an error."""
+    from_code = code_settings(service, code or {})
+    twice = sorted(set(from_code) & set(config))
+    if twice:
+        raise SettingsError([Problem(f"{service}:{key}", "is also set in code by "
+                                     f'CanaryService("{service}", ...); keep one of the two',
+                                     has_value=False) for key in twice])
+    return load_settings({**from_code, **config}, service=service)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +14,64 @@ from rollout.core.stack_data import ConfigEntry
 # An image tag, as the stack's stableVersion / canaryVersion and `rollout run --version` take it.
 VERSION_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 # The config namespace of the program's settings (`canary-service:<key>`).
-PROJECT = "canary-service"
+PROJECT = "demo"
 STACK_NAME = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+# A canary service's name: its config namespace (`<service>:<key>`), and by default its app.
+SERVICE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?$")
+# Config namespaces that belong to Pulumi and its Kubernetes provider, never to a service.
+RESERVED_NAMESPACES = frozenset({"pulumi", "kubernetes"})
+# The one key every service has in its stack config: the driver writes it on promotion, so a
+# service is a config namespace holding it.
+SERVICE_MARKER = "stableVersion"
+# The Pulumi type of the CanaryService component (rollout.pulumi): the driver finds a service's
+# resources, and the settings a program gave it in code, under the component of that name.
+COMPONENT_TYPE = "canary:index:CanaryService"
+# What the driver changes; a program reads these from config even when it passes the rest of
+# a service's settings in code.
+DRIVER_OWNED = ("stableVersion", "canaryVersion", "canaryWeight", "canaryReplicas")
+
+
+def validate_service_name(name: str) -> str:
+    if not SERVICE_NAME.match(name) or name in RESERVED_NAMESPACES:
+        raise InvalidInput(
+            f"{name!r} is not a valid service name",
+            hint="use a DNS label of at most 50 characters (lowercase letters, digits, '-'), "
+            "not " + " or ".join(sorted(RESERVED_NAMESPACES)),
+        )
+    return name
+
+
+def services_in(keys: Iterable[str]) -> list[str]:
+    """The canary services a stack's config declares: each namespace with a stableVersion."""
+    found = {key.split(":", 1)[0] for key in keys
+             if ":" in key and key.split(":", 1)[1] == SERVICE_MARKER}
+    return sorted(found - RESERVED_NAMESPACES)
+
+
+def choose_service(services: list[str], requested: str | None, *, stack: str) -> str:
+    """The service a command acts on: the one asked for, or the stack's only one."""
+    if requested is not None:
+        validate_service_name(requested)
+    if not services:
+        raise InvalidInput(
+            f"stack {stack} declares no canary service: no <service>:{SERVICE_MARKER} in its "
+            "stack config",
+            hint=f"run `rollout init --stack {stack} --service <name>` to add one")
+    listed = ", ".join(services)
+    if requested is None:
+        if len(services) > 1:
+            raise InvalidInput(f"stack {stack} has {len(services)} canary services: {listed}",
+                               hint="pick one with --service <name>")
+        return services[0]
+    if requested not in services:
+        raise InvalidInput(
+            f"stack {stack} has no canary service {requested!r} (no "
+            f"{requested}:{SERVICE_MARKER} in its stack config); its services: {listed}",
+            hint=f"pass one of them to --service, or run `rollout init --stack {stack} "
+            f"--service {requested}` to add it")
+    return requested
 
 
 def validate_stack_name(name: str) -> str:
@@ -28,12 +85,12 @@ def validate_stack_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class Keys:
-    """Fully qualified config keys of one project (`<project>:<name>`)."""
+    """Fully qualified config keys of one service (`<service>:<name>`)."""
 
-    project: str
+    service: str
 
     def key(self, name: str) -> str:
-        return f"{self.project}:{name}"
+        return f"{self.service}:{name}"
 
     @property
     def canary_weight(self) -> str:
@@ -69,9 +126,9 @@ def decode(value: str) -> Any:
     return value
 
 
-def plain_config(entries: dict[str, ConfigEntry], project: str) -> dict[str, Any]:
-    """The project's own keys without their prefix; secrets are left out."""
-    prefix = f"{project}:"
+def plain_config(entries: dict[str, ConfigEntry], service: str) -> dict[str, Any]:
+    """The service's own keys without their prefix; secrets are left out."""
+    prefix = f"{service}:"
     return {
         key[len(prefix):]: decode(entry.value)
         for key, entry in entries.items()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from rollout.core.service import Hpa, ServiceSettings
+from rollout.core.errors import Problem, SettingsError
+from rollout.core.service import Hpa, ServiceSettings, code_settings, service_settings
+from rollout.core.stackconfig import COMPONENT_TYPE, validate_service_name
+from rollout.pulumi.config import read_config
 from rollout.pulumi.meta import PORT_NAME, SERVICE_PORT, TRACK_LABEL, common_labels, object_meta
 from rollout.pulumi.routers import RouterOutputs, router_for
 
@@ -16,11 +20,21 @@ Track = Literal["primary", "canary"]
 TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
 
 
+# The services declared so far by each running program (keyed by its resource monitor).
+_DECLARED: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
 class CanaryService(pulumi.ComponentResource):
-    """One canary-capable service; every weight, version and replica count comes from settings.
+    """One canary-capable service.
+
+    `name` is the service's name and config namespace. Its settings come from the stack config
+    (`<name>:image`, ...) and from keyword arguments (Python or config spelling): each setting
+    from one of the two. The driver-owned keys (stableVersion, canaryVersion, canaryWeight,
+    canaryReplicas) come from config only. `settings=` takes an already validated
+    ServiceSettings as is, for programs and tests that build it themselves.
 
     Kubernetes object names are fixed (`<app>`, `<app>-primary`, `<app>-canary`) and double as
-    Pulumi resource names, so several CanaryServices can share a program if their apps differ.
+    Pulumi resource names, so two services of one program must differ in app or namespace.
     """
 
     settings: ServiceSettings
@@ -34,10 +48,28 @@ class CanaryService(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        settings: ServiceSettings,
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        settings: ServiceSettings | None = None,
+        **code: Any,
     ) -> None:
-        super().__init__("canary:index:CanaryService", name, None, opts)
+        try:
+            validate_service_name(name)
+        except Exception as err:
+            raise pulumi.RunError(f"CanaryService({name!r}): {err}") from None
+        try:
+            if settings is not None:
+                if code:
+                    raise SettingsError([Problem(f'CanaryService("{name}", settings=...)',
+                                                 "takes no other settings", has_value=False)])
+                given: dict[str, Any] = {}
+            else:
+                given = code_settings(name, code)
+                settings = service_settings(name, read_config(pulumi.Config(name)), given)
+            _register(name, settings)
+        except SettingsError as err:
+            raise pulumi.RunError(str(err)) from None
+        super().__init__(COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.namespace = None
         if settings.create_namespace:
@@ -54,7 +86,31 @@ class CanaryService(pulumi.ComponentResource):
         }
         self.route = router_for(settings.router).declare(settings, child)
         self.outputs = stack_outputs(settings, route=self.route)
-        self.register_outputs(self.outputs)
+        # What the driver reads back from the deployment: the settings given in code, which
+        # it cannot see in the stack config.
+        self.register_outputs({**self.outputs, "codeSettings": _plain(settings, given)})
+
+
+def _plain(settings: ServiceSettings, given: dict[str, Any]) -> dict[str, Any]:
+    dumped = settings.model_dump(mode="json", by_alias=True)
+    return {key: dumped[key] for key in given if key in dumped}
+
+
+def _register(name: str, settings: ServiceSettings) -> None:
+    """Refuses a second service of one name, or two that would own the same objects."""
+    declared = _DECLARED.setdefault(pulumi.runtime.settings.SETTINGS.monitor, {})
+    where = f"{settings.namespace}/{settings.app}"
+    if name in declared:
+        raise SettingsError([Problem(f'CanaryService("{name}")', "is declared twice: service "
+                                     "names are config namespaces and must be unique",
+                                     has_value=False)])
+    for other, taken in declared.items():
+        if taken == where:
+            raise SettingsError([Problem(
+                f"{name}:app", f"is {settings.app!r} in namespace {settings.namespace}, like "
+                f"service {other}'s: both would own {settings.app}, {settings.app}-primary and "
+                f"{settings.app}-canary; give one another app or namespace", has_value=False)])
+    declared[name] = where
 
 
 def stack_outputs(settings: ServiceSettings, *, route: RouterOutputs) -> dict[str, Any]:

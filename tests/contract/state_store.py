@@ -34,8 +34,8 @@ def rollout(stack: str = STACK, candidate: str = "v2", **changes: object) -> Rol
     """A state as the driver journals it mid-rollout: schedule, verdicts, events, evidence."""
     state = RolloutState(
         stack=stack, candidate=candidate, stable="v1",
-        last_good={"canary-service:canaryWeight": {"value": "0", "secret": False},
-                   "canary-service:apiKey": {"value": "", "secret": True}},
+        last_good={"demo:canaryWeight": {"value": "0", "secret": False},
+                   "demo:apiKey": {"value": "", "secret": True}},
         canary_replicas=2, total_steps=3, interval_seconds=10.0,
         schedule=[{"weight": 20, "pause_seconds": 0.0}, {"weight": 40, "pause_seconds": 30.5},
                   {"weight": 60, "pause_seconds": 0.0}],

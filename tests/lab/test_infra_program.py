@@ -44,7 +44,7 @@ def test_weights_follow_config_and_revert_restores_objects(lab: Lab, tmp_path: P
         assert first.changes.get("create", 0) >= 5, first.changes
         assert first.result == "succeeded"
         outputs = stack.outputs()
-        assert outputs["primaryWeight"] == 100 and outputs["canaryWeight"] == 0
+        assert outputs["demo"]["primaryWeight"] == 100 and outputs["demo"]["canaryWeight"] == 0
         before = _live(api, namespace, router)
         captured = stack.config()
 
@@ -52,7 +52,7 @@ def test_weights_follow_config_and_revert_restores_objects(lab: Lab, tmp_path: P
                           f"{PREFIX}:canaryWeight": "30"})
         second = stack.up()
         assert second.changes.get("update", 0) >= 1, second.changes
-        assert stack.outputs()["canaryWeight"] == 30
+        assert stack.outputs()["demo"]["canaryWeight"] == 30
         during = _live(api, namespace, router)
         assert during != before
         weights = _weights(during["route"], router)

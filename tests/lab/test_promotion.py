@@ -51,7 +51,7 @@ class Pipeline:
     prod: Rollouts
 
     def gates(self, **promotion: Any) -> None:
-        """Sets prod's canary-service:promotion (from staging, plus the given fields)."""
+        """Sets prod's demo:promotion (from staging, plus the given fields)."""
         value = {"from": self.staging.stack_name, **promotion}
         key = f"{PREFIX}:promotion"
         # The stack file may hold it as a YAML mapping, which set_config refuses to overwrite.
@@ -138,7 +138,7 @@ def test_a_version_proven_on_staging_is_released_to_prod(pipeline: Pipeline) -> 
     assert done.returncode == 0, done.stderr
     assert f"{pipeline.prod.stack_name}: promoted" in done.stderr
     assert stable(pipeline.staging) == "v2" and stable(pipeline.prod) == "v2"
-    assert pipeline.prod.adapter.outputs()["stableImage"] == "registry.local/demo:v2"
+    assert pipeline.prod.adapter.outputs()["demo"]["stableImage"] == "registry.local/demo:v2"
     assert pipeline.primary_version(pipeline.prod) == "v2"
     again = pipeline.release()
     assert (again.outcome, again.exit_code) == ("nothing-to-do", 0)

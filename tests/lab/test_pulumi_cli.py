@@ -28,9 +28,9 @@ def test_a_weight_step_by_hand_is_config_set_plus_up(lab: Lab, tmp_path: Path) -
     try:
         assert "+ 11 to create" in pulumi("preview")
         pulumi("up", "--yes")
-        pulumi("config", "set", "canaryVersion", "v2")
-        pulumi("config", "set", "canaryReplicas", "1")
-        pulumi("config", "set", "canaryWeight", "30")
+        pulumi("config", "set", "demo:canaryVersion", "v2")
+        pulumi("config", "set", "demo:canaryReplicas", "1")
+        pulumi("config", "set", "demo:canaryWeight", "30")
         out = pulumi("up", "--yes")
         assert "canaryWeight" in out and "30" in out
         vs = client.CustomObjectsApi(kube.api_client(lab.layout.kubeconfig)) \

@@ -11,7 +11,7 @@ from rollout.core.errors import StackError
 from rollout.core.ports import AnalysisContext, LiveView, StepVerdict
 from rollout.core.stack_data import ConfigEntry, UpSummary
 
-PROJECT = "canary-service"
+PROJECT = "demo"
 
 
 def base_config() -> dict[str, ConfigEntry]:
@@ -74,9 +74,15 @@ class FakeStack:
     def outputs(self) -> dict[str, Any]:
         return {}
 
-    def resource_urns(self, *, types: set[str]) -> list[str]:
-        return ["urn:pulumi:lab::canary-service::kubernetes:networking.istio.io/v1:"
-                "VirtualService::demo"]
+    def service_targets(self, service: str, *, types: set[str] | None = None) -> list[str]:
+        component = "canary:index:CanaryService"
+        if types is None:
+            return [f"urn:pulumi:lab::canary-service::{component}::{service}"]
+        return [f"urn:pulumi:lab::canary-service::{component}$kubernetes:networking.istio.io/v1:"
+                f"VirtualService::{service}"]
+
+    def service_outputs(self, service: str) -> dict[str, Any] | None:
+        return {"codeSettings": {}}
 
     def cancel(self) -> None:
         self.cancelled = getattr(self, "cancelled", 0) + 1
@@ -181,5 +187,5 @@ def file_store_project(root: Path, stack: str) -> Path:
     (root / "Pulumi.yaml").write_text("name: canary-service\nruntime: python\n"
                                       "stackConfigDir: stacks\n")
     (root / "stacks" / f"Pulumi.{stack}.yaml").write_text(
-        f"config:\n  {PROJECT}:stateStore: file\n")
+        f"config:\n  {PROJECT}:stableVersion: v1\n  {PROJECT}:stateStore: file\n")
     return root

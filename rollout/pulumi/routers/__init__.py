@@ -8,7 +8,7 @@ from typing import Protocol
 import pulumi
 
 from rollout.core.errors import Problem, SettingsError
-from rollout.core.service import PROJECT, ROUTER_KINDS, ServiceSettings
+from rollout.core.service import ROUTER_KINDS, ServiceSettings
 
 
 @dataclass(frozen=True)
@@ -42,5 +42,5 @@ def router_for(kind: str) -> Router:
     }
     if kind not in routers:
         message = "must be one of: " + ", ".join(ROUTER_KINDS)
-        raise SettingsError([Problem(f"{PROJECT}:router", message, kind)])
+        raise SettingsError([Problem("router", message, kind)])
     return routers[kind]()

@@ -9,7 +9,7 @@ from pulumi_kubernetes.apiextensions import CustomResource
 
 from rollout.core.errors import Problem, SettingsError
 from rollout.core.routers import ROUTERS
-from rollout.core.service import PROJECT, MatchRule, ServiceSettings
+from rollout.core.service import MatchRule, ServiceSettings
 from rollout.pulumi.meta import SERVICE_PORT, SKIP_AWAIT, cookie_regex, object_meta, regex_literal
 from rollout.pulumi.routers import RouterOutputs
 
@@ -27,7 +27,7 @@ class GatewayApiRouter:
         if settings.session_affinity is not None:
             # Validation rejects this too; this guards settings copied without validation.
             message = "sessionAffinity is not supported by the gateway-api router; use router=istio"
-            key = f"{PROJECT}:sessionAffinity"
+            key = "sessionAffinity"
             raise SettingsError(
                 [Problem(key, message, settings.session_affinity.model_dump(by_alias=True))]
             )

@@ -16,7 +16,7 @@ from rollout.adapters.stack import StackAdapter
 from rollout.app.api import Rollouts
 from rollout.lab import kube
 
-PREFIX = "canary-service"
+PREFIX = "demo"
 
 
 def make_project(tmp: Path, *, base: str = "lab", overrides: dict[str, Any] | None = None,

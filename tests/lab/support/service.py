@@ -61,7 +61,7 @@ class Service:
         """Runs the block with another analysis policy in the stack file, then puts the file
         back as it was (the policy is the driver's to read: nothing to deploy)."""
         text = self.stack_file.read_text()
-        key = "canary-service:analysis"
+        key = "demo:analysis"
         stack_file = StackFile(self.stack_file)
         stack_file.remove([key])
         stack_file.set({key: json.dumps(policy)})
@@ -71,7 +71,7 @@ class Service:
             self.stack_file.write_text(text)
 
     def stable(self) -> str:
-        return self.rollouts.adapter.config()["canary-service:stableVersion"].value
+        return self.rollouts.adapter.config()["demo:stableVersion"].value
 
     def healthy_candidate(self) -> str:
         """A version the demo app serves without errors that is not the stable one."""

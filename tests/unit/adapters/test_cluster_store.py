@@ -71,7 +71,7 @@ def test_the_crd_is_a_namespaced_canaryrollout_with_a_status_subresource() -> No
 def test_the_printer_columns_show_each_stacks_rollout_from_declared_fields() -> None:
     (version,) = resource.crd_manifest()["spec"]["versions"]
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Stack", "Phase", "Step", "Weight", "Candidate", "Stable",
+    assert list(columns) == ["Stack", "Service", "Phase", "Step", "Weight", "Candidate", "Stable",
                              "Last Verdict", "Age"]
     schema = version["schema"]["openAPIV3Schema"]["properties"]
     for path in columns.values():

@@ -17,7 +17,7 @@ from rollout.adapters.stack import settings_path
 from rollout.adapters.stackfile import StackFile, plain_is_safe
 from rollout.core.errors import InfrastructureError, InvalidInput
 
-P = "canary-service"
+P = "demo"
 STACKS = sorted((project_root() / "stacks").glob("Pulumi.*.yaml"))
 SALT = "v1:fx3hfr013hA=:v1:uILwNXETnINYesDN:Osi+lKy60hs/AtxK9N3msLneqYWjZQ=="
 

@@ -18,7 +18,7 @@ from rollout.adapters.stack import StackAdapter, settings_path
 from rollout.adapters.toolchain import locate
 from rollout.core.stack_data import ConfigEntry
 
-P = "canary-service"
+P = "demo"
 PULUMI = locate().pulumi
 
 pytestmark = pytest.mark.skipif(not PULUMI.exists(),

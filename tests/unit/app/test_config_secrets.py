@@ -61,18 +61,18 @@ def test_inline_provider_secrets_are_refused_naming_the_key_and_the_fix(
                                         "skipAnalysis": skip_analysis}))
     assert isinstance(error, SettingsError)  # one error type for every config model
     message = str(error)
-    assert "canary-service:analysis.provider" in message
+    assert "demo:analysis.provider" in message
     assert f"{key} must not be written in the stack file" in message and fix in message
     assert SECRET not in message
 
 
 def test_an_env_field_holding_a_value_instead_of_a_name_is_refused_without_echoing_it() -> None:
     message = _refusal({"metrics": METRICS, "provider": {"bearerTokenEnv": "Bearer abc.def-1"}})
-    assert ("canary-service:analysis.provider.bearerTokenEnv = ***: must be the name of an "
+    assert ("demo:analysis.provider.bearerTokenEnv = ***: must be the name of an "
             "environment variable") in message
     assert "abc.def-1" not in message
     message = _refusal({"metrics": METRICS, "slackWebhookEnv": TOKEN_URL})
-    assert ("canary-service:analysis.slackWebhookEnv = ***: must be the name of an environment "
+    assert ("demo:analysis.slackWebhookEnv = ***: must be the name of an environment "
             "variable") in message
     assert SECRET not in message and "hooks.example.internal" not in message
 
@@ -89,7 +89,7 @@ def test_an_unset_variable_is_an_error_naming_it(
         key: str) -> None:
     monkeypatch.delenv(variable, raising=False)
     message = _refusal({"metrics": METRICS, "provider": provider})
-    assert f"canary-service:analysis.{key} names ${variable}, which is not set" in message
+    assert f"demo:analysis.{key} names ${variable}, which is not set" in message
     assert f"export {variable}=" in message
 
 
@@ -145,7 +145,7 @@ def test_the_policy_level_token_variable_is_passed_as_a_name(
     assert SECRET not in spec.model_dump_json()
     message = _refusal({"metrics": METRICS, "bearerTokenEnv": "PROM_TOKEN",
                         "provider": {"bearerTokenEnv": "OTHER"}})
-    assert ("canary-service:analysis.bearerTokenEnv = ***: is set both at its top level and in "
+    assert ("demo:analysis.bearerTokenEnv = ***: is set both at its top level and in "
             "provider; keep one") in message
 
 
@@ -164,7 +164,7 @@ def test_a_webhook_url_with_credentials_is_refused_naming_the_hook_and_the_fix(u
     message = _refusal({"metrics": METRICS, "webhooks": [
         {"name": "load-test", "type": "rollout", "url": url}]})
     shown = json.dumps(redact_url(url))
-    assert ('canary-service:analysis.webhooks[0] = {"name": "load-test", "type": "rollout", '
+    assert ('demo:analysis.webhooks[0] = {"name": "load-test", "type": "rollout", '
             f'"url": {shown}}}: webhook \'load-test\': its url carries credentials') in message
     assert "urlEnv: ENV_VAR instead of url" in message
     assert SECRET not in message
@@ -173,22 +173,22 @@ def test_a_webhook_url_with_credentials_is_refused_naming_the_hook_and_the_fix(u
 @pytest.mark.parametrize(("raw", "shown"), [
     # Where a value is shown, whatever in it looks like a credential is masked.
     ({"webhooks": [{"name": "h", "type": "rollout", "url": f"h.example/run?token={SECRET}"}]},
-     'canary-service:analysis.webhooks[0].url = "h.example/run?token=***": must be an http(s) '
+     'demo:analysis.webhooks[0].url = "h.example/run?token=***": must be an http(s) '
      "URL"),
     ({"webhooks": [{"name": "h", "type": "rollout", "url": f"ftp://u:{SECRET}@h.example/x"}]},
-     'canary-service:analysis.webhooks[0].url = "ftp://***@h.example/x": must be an http(s) URL'),
+     'demo:analysis.webhooks[0].url = "ftp://***@h.example/x": must be an http(s) URL'),
     # An unknown key's text is never shown: it may be a misspelt credential.
     ({"provider": {"bearerTokn": SECRET}},
-     "canary-service:analysis.provider.bearerTokn = ***: is not a known setting; did you mean "
+     "demo:analysis.provider.bearerTokn = ***: is not a known setting; did you mean "
      "bearerTokenEnv?"),
     ({"provider": {"headersEnv": {"X-Org": f"Bearer {SECRET}"}}},
-     'canary-service:analysis.provider.headersEnv["X-Org"] = ***: must be the name of an '
+     'demo:analysis.provider.headersEnv["X-Org"] = ***: must be the name of an '
      "environment variable"),
     ({"provider": {"basicAuth": {"username": "u", "passwordEnv": SECRET}}},
-     "canary-service:analysis.provider.basicAuth.passwordEnv = ***: must be the name of an "
+     "demo:analysis.provider.basicAuth.passwordEnv = ***: must be the name of an "
      "environment variable"),
     ({"webhooks": [{"name": "h", "type": "rollout", "urlEnv": TOKEN_URL}]},
-     "canary-service:analysis.webhooks[0].urlEnv = ***: must be the name of an environment "
+     "demo:analysis.webhooks[0].urlEnv = ***: must be the name of an environment "
      "variable"),
 ])
 def test_a_refused_value_is_shown_without_its_secret(raw: dict[str, Any], shown: str) -> None:

@@ -38,7 +38,7 @@ def make(tmp_path: Path, *, policy: dict[str, Any] | None = None,
          leave_paused: bool = False) -> tuple[Driver, FakeStack, ScriptedAnalysis, Journal]:
     stack = stack or FakeStack()
     analysis = analysis or ScriptedAnalysis()
-    journal = Journal(tmp_path / "journal", STACK)
+    journal = Journal(tmp_path / "journal", STACK, "demo")
     raw = {"metrics": SUCCESS_RATE, **(policy or {"interval": "10s", "stepWeight": 20,
                                                   "maxWeight": 60})}
     pol: Policy = load_policy(raw)
@@ -62,6 +62,12 @@ def test_a_good_release_walks_every_step_and_is_promoted(tmp_path: Path) -> None
     # The stack's config ends as it began but for the promotion: nothing else left behind.
     assert stack.entries == {**base_config(), f"{PROJECT}:stableVersion": ConfigEntry("v2")}
     assert stack.ups[1]["targets"], "weight steps are targeted at the routing objects"
+    assert all(target.endswith("VirtualService::demo") for target in stack.ups[1]["targets"])
+    # Every other update is scoped to the service's component (children included): another
+    # service or resource of the stack is never part of the rollout.
+    assert stack.ups[0]["targets"] == [
+        "urn:pulumi:lab::canary-service::canary:index:CanaryService::demo"]
+    assert all(up["targets"] for up in stack.ups)
     assert journal.history()[-1].outcome is Outcome.PROMOTED
 
 

@@ -37,14 +37,14 @@ def finished(candidate: str, outcome: Outcome, *, at: float, stable: str = "v1",
 
 
 def staging(**changes: Any) -> Environment:
-    env = Environment(stack="staging", image=IMAGE, stable_version="v2",
+    env = Environment(stack="staging", service="demo", image=IMAGE, stable_version="v2",
                       deployed_image=f"{IMAGE}:v2",
                       history=(finished("v2", Outcome.PROMOTED, at=NOW - 7200),))
     return replace(env, **changes)
 
 
 def prod(**changes: Any) -> Environment:
-    return replace(Environment(stack="prod", image=IMAGE, stable_version="v1",
+    return replace(Environment(stack="prod", service="demo", image=IMAGE, stable_version="v1",
                                deployed_image=f"{IMAGE}:v1"), **changes)
 
 
@@ -105,7 +105,7 @@ def test_soak_blocks_until_the_version_has_been_live_long_enough() -> None:
 def test_a_different_image_repository_is_blocked() -> None:
     result = check(target=prod(image="registry.other/demo"))
     assert [g.name for g in result.unmet] == ["same-image"]
-    assert "canary-service:image on prod to registry.local/demo" in gate(
+    assert "demo:image on prod to registry.local/demo" in gate(
         result, "same-image").fix
 
 
@@ -168,21 +168,21 @@ def test_the_gate_config_is_read_by_alias() -> None:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"soak": "1 hour"}, "canary-service:promotion.soak = \"1 hour\": must be a duration: whole "
+    ({"soak": "1 hour"}, "demo:promotion.soak = \"1 hour\": must be a duration: whole "
      "numbers with units in falling order"),
-    ({"from": "no spaces"}, "canary-service:promotion.from = \"no spaces\": must be a stack "
+    ({"from": "no spaces"}, "demo:promotion.from = \"no spaces\": must be a stack "
      "name, e.g. staging"),
-    ({"sock": "1h"}, "canary-service:promotion.sock = ***: is not a known setting; did you mean "
+    ({"sock": "1h"}, "demo:promotion.sock = ***: is not a known setting; did you mean "
      "soak? known settings: from, soak, requireApproval, allowPreviouslyRolledBack"),
-    ({"requireApproval": "maybe"}, "canary-service:promotion.requireApproval = \"maybe\": must "
+    ({"requireApproval": "maybe"}, "demo:promotion.requireApproval = \"maybe\": must "
      "be true or false"),
-    ("staging", "canary-service:promotion = \"staging\": must be a map with the settings from, "
+    ("staging", "demo:promotion = \"staging\": must be a map with the settings from, "
      "soak, requireApproval, allowPreviouslyRolledBack"),
-    ([1, 2], "canary-service:promotion = [1, 2]: must be a map with the settings from"),
+    ([1, 2], "demo:promotion = [1, 2]: must be a map with the settings from"),
 ])
 def test_bad_gate_config_names_the_field(raw: Any, message: str) -> None:
     with pytest.raises(SettingsError) as err:
-        load_promotion(raw, stack="prod")
+        load_promotion(raw, stack="prod", service="demo")
     assert err.value.exit_code == 2
     assert message in str(err.value)
     assert "stacks/Pulumi.prod.yaml" in str(err.value)
@@ -190,15 +190,16 @@ def test_bad_gate_config_names_the_field(raw: Any, message: str) -> None:
 
 def test_every_bad_gate_field_is_listed_at_once() -> None:
     with pytest.raises(SettingsError) as err:
-        load_promotion({"soak": "1 hour", "from": "no spaces", "sock": "1h"}, stack="prod")
+        load_promotion({"soak": "1 hour", "from": "no spaces", "sock": "1h"}, stack="prod",
+                       service="demo")
     assert sorted(p.key for p in err.value.problems) == [
-        "canary-service:promotion.from", "canary-service:promotion.soak",
-        "canary-service:promotion.sock"]
+        "demo:promotion.from", "demo:promotion.soak",
+        "demo:promotion.sock"]
 
 
 def test_the_program_accepts_the_promotion_key() -> None:
     settings = load_settings({"app": "demo", "image": IMAGE, "stableVersion": "v1",
-                              "promotion": {"from": "staging"}})
+                              "promotion": {"from": "staging"}}, service="demo")
     assert settings.promotion == {"from": "staging"}
 
 

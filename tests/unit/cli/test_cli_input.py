@@ -61,12 +61,12 @@ def test_a_busy_stack_is_refused_before_its_settings_are_loaded(
     # A project whose stack says only where its state is: nothing else for the CLI to load.
     project = file_store_project(tmp_path / "project", "busy")
     monkeypatch.setenv("CANARY_PROJECT_DIR", str(project))
-    holder = Journal(tmp_path, "busy")
+    holder = Journal(tmp_path, "busy", "demo")
     holder.acquire()
     try:
         result = CliRunner().invoke(app, [*command, "--stack", "busy"])
     finally:
         holder.release()
     assert result.exit_code == 3, result.output
-    assert "another rollout driver is running on stack busy" in result.output
+    assert "another rollout driver is running on service demo of stack busy" in result.output
     assert "fix:" in result.output

@@ -25,7 +25,7 @@ def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Journal:
     monkeypatch.setenv("CANARY_PROJECT_DIR", str(file_store_project(tmp_path / "p", STACK)))
     monkeypatch.setenv("CANARY_JOURNAL_DIR", str(tmp_path / "journal"))
     monkeypatch.setenv("COLUMNS", "200")
-    return Journal(tmp_path / "journal", STACK)
+    return Journal(tmp_path / "journal", STACK, "demo")
 
 
 def test_watch_redraws_until_the_rollout_ends_and_exits_with_its_code(journal: Journal) -> None:

@@ -57,7 +57,7 @@ class Spec(ConfigModel):
         return self
 
 
-KEY = "canary-service:spec"
+KEY = "demo:spec"
 RULES = {"checks.name": "must be a check name: lowercase letters and '-'"}
 
 
@@ -73,57 +73,57 @@ def problems(raw: Any, *, key: str = KEY, by_name: bool = True) -> list[str]:
 @pytest.mark.parametrize(("raw", "expected"), [
     # Nested keys, list indexes, the value as JSON and the rule.
     ({"checks": [{"name": "a"}, {"name": "b", "interval": "1.5x"}]},
-     'canary-service:spec.checks[1].interval = "1.5x": must be a duration: whole numbers with '
+     'demo:spec.checks[1].interval = "1.5x": must be a duration: whole numbers with '
      "units in falling order, such as 500ms, 30s, 1m30s, 2h or 1d"),
     ({"checks": [{"name": "a", "interval": "0s"}]},
-     'canary-service:spec.checks[0].interval = "0s": must be a duration longer than zero: '
+     'demo:spec.checks[0].interval = "0s": must be a duration longer than zero: '
      "whole numbers"),
-    ({"interval": 30}, "canary-service:spec.interval = 30: must be a duration: whole numbers"),
+    ({"interval": 30}, "demo:spec.interval = 30: must be a duration: whole numbers"),
     ({"checks": [{"name": "a", "thresholdRange": {"min": 2, "max": 1}}]},
-     'canary-service:spec.checks[0].thresholdRange = {"min": 2, "max": 1}: min 2 is above max 1'),
+     'demo:spec.checks[0].thresholdRange = {"min": 2, "max": 1}: min 2 is above max 1'),
     # A rule from the table, for the key and (by prefix) for anything under it.
     ({"checks": [{"name": "Bad Name"}]},
-     'canary-service:spec.checks[0].name = "Bad Name": must be a check name: lowercase letters'),
+     'demo:spec.checks[0].name = "Bad Name": must be a check name: lowercase letters'),
     # Missing required keys.
     ({"checks": [{}]},
-     "canary-service:spec.checks[0].name is not set: run "
+     "demo:spec.checks[0].name is not set: run "
      "`pulumi config set --path 'spec.checks[0].name' <value>`; it must be a check name"),
     ({"auth": {"passwordEnv": "PW"}},
-     "canary-service:spec.auth.username is not set: run "
+     "demo:spec.auth.username is not set: run "
      "`pulumi config set --path spec.auth.username <value>`; it must be text"),
     # Unknown keys, with a did-you-mean when a known key is close or is their camelCase.
     ({"intervall": "30s"},
-     "canary-service:spec.intervall = ***: is not a known setting; did you mean interval? "
+     "demo:spec.intervall = ***: is not a known setting; did you mean interval? "
      "known settings: interval, maxWeight, enabled, checks, auth, webhookUrl, opaque"),
     ({"checks": [{"name": "a", "wieght": 2}]},
-     "canary-service:spec.checks[0].wieght = 2: is not a known setting; did you mean weight? "
+     "demo:spec.checks[0].wieght = 2: is not a known setting; did you mean weight? "
      "known settings: name, interval, thresholdRange, weight, onNoData, labels"),
-    ({"zzz": 1}, "canary-service:spec.zzz = 1: is not a known setting; known settings: interval"),
+    ({"zzz": 1}, "demo:spec.zzz = 1: is not a known setting; known settings: interval"),
     # Wrong types, in plain words read off the field's type and constraints.
-    ({"maxWeight": "lots"}, 'canary-service:spec.maxWeight = "lots": must be an integer from 1 '
+    ({"maxWeight": "lots"}, 'demo:spec.maxWeight = "lots": must be an integer from 1 '
      "to 100"),
-    ({"maxWeight": 0}, "canary-service:spec.maxWeight = 0: must be an integer from 1 to 100"),
-    ({"maxWeight": 2.5}, "canary-service:spec.maxWeight = 2.5: must be an integer from 1 to 100"),
-    ({"enabled": "maybe"}, 'canary-service:spec.enabled = "maybe": must be true or false'),
-    ({"checks": {"name": "a"}}, 'canary-service:spec.checks = {"name": "a"}: must be a list'),
-    ({"checks": ["a"]}, 'canary-service:spec.checks[0] = "a": must be a map with the settings '
+    ({"maxWeight": 0}, "demo:spec.maxWeight = 0: must be an integer from 1 to 100"),
+    ({"maxWeight": 2.5}, "demo:spec.maxWeight = 2.5: must be an integer from 1 to 100"),
+    ({"enabled": "maybe"}, 'demo:spec.enabled = "maybe": must be true or false'),
+    ({"checks": {"name": "a"}}, 'demo:spec.checks = {"name": "a"}: must be a list'),
+    ({"checks": ["a"]}, 'demo:spec.checks[0] = "a": must be a map with the settings '
      "name, interval, thresholdRange, weight, onNoData, labels"),
     ({"checks": [{"name": "a", "weight": 0}]},
-     "canary-service:spec.checks[0].weight = 0: must be a number > 0 and <= 10"),
+     "demo:spec.checks[0].weight = 0: must be a number > 0 and <= 10"),
     ({"checks": [{"name": "a", "onNoData": "ignore"}]},
-     'canary-service:spec.checks[0].onNoData = "ignore": must be one of: fail, inconclusive'),
+     'demo:spec.checks[0].onNoData = "ignore": must be one of: fail, inconclusive'),
     ({"checks": [{"name": "a", "labels": {"team": 5}}]},
-     "canary-service:spec.checks[0].labels.team = 5: must be text"),
+     "demo:spec.checks[0].labels.team = 5: must be text"),
     ({"checks": [{"name": "a", "labels": {"a b": ["x"]}}]},
-     'canary-service:spec.checks[0].labels["a b"] = ["x"]: must be text'),
+     'demo:spec.checks[0].labels["a b"] = ["x"]: must be text'),
     ({"webhookUrl": "hooks.example"},
-     'canary-service:spec.webhookUrl = "hooks.example": must be text matching ^https?://'),
-    ({"opaque": [1]}, "canary-service:spec.opaque = [1]: must be a map"),
-    ({3: "x"}, 'canary-service:spec["3"] = 3: keys must be text: quote this one'),
+     'demo:spec.webhookUrl = "hooks.example": must be text matching ^https?://'),
+    ({"opaque": [1]}, "demo:spec.opaque = [1]: must be a map"),
+    ({3: "x"}, 'demo:spec["3"] = 3: keys must be text: quote this one'),
     # The object itself: a non-map value is shown; a cross-field error names no value.
-    (["a"], 'canary-service:spec = ["a"]: must be a map with the settings interval, maxWeight'),
-    (None, "canary-service:spec = null: must be a map with the settings interval"),
-    ({"enabled": True}, "canary-service:spec: enabled needs at least one check"),
+    (["a"], 'demo:spec = ["a"]: must be a map with the settings interval, maxWeight'),
+    (None, "demo:spec = null: must be a map with the settings interval"),
+    ({"enabled": True}, "demo:spec: enabled needs at least one check"),
 ])
 def test_each_problem_names_its_key_its_value_and_what_is_allowed(
         raw: Any, expected: str) -> None:
@@ -134,16 +134,16 @@ def test_each_problem_names_its_key_its_value_and_what_is_allowed(
 def test_python_names_are_unknown_keys_where_the_loader_says_so() -> None:
     assert validate_config(Spec, {"max_weight": 5}, key=KEY).max_weight == 5
     assert problems({"max_weight": 5}, by_name=False) == [
-        "canary-service:spec.max_weight = 5: is not a known setting; did you mean maxWeight? "
+        "demo:spec.max_weight = 5: is not a known setting; did you mean maxWeight? "
         "known settings: interval, maxWeight, enabled, checks, auth, webhookUrl, opaque"]
 
 
 @pytest.mark.parametrize(("key", "raw", "expected"), [
     # The namespace itself: keys follow its colon, and `pulumi config set` needs no --path.
-    ("canary-service:", {"auth": {"username": "u"}},
-     "canary-service:auth.passwordEnv is not set: run "
+    ("demo:", {"auth": {"username": "u"}},
+     "demo:auth.passwordEnv is not set: run "
      "`pulumi config set --path auth.passwordEnv <value>`"),
-    ("canary-service:", {}, None),
+    ("demo:", {}, None),
     # Not in a stack (a bench, a test): no `pulumi config set` to suggest.
     ("analysis", {"checks": [{}]}, "analysis.checks[0].name is not set; it must be a check"),
 ])
@@ -157,26 +157,26 @@ def test_the_key_prefix(key: str, raw: Any, expected: str | None) -> None:
 @pytest.mark.parametrize(("raw", "shown"), [
     # Values of credential-like keys, and of *Env keys (a refused one may be the secret).
     ({"auth": {"username": "u", "passwordEnv": SECRET}},
-     "canary-service:spec.auth.passwordEnv = ***: must be text matching"),
+     "demo:spec.auth.passwordEnv = ***: must be text matching"),
     ({"auth": {"username": "u", "password": SECRET, "passwordEnv": "PW"}},
-     "canary-service:spec.auth.password = ***: is not a known setting"),
+     "demo:spec.auth.password = ***: is not a known setting"),
     # An unknown key's text: it may be a misspelt credential.
-    ({"bearerTokn": SECRET}, "canary-service:spec.bearerTokn = ***: is not a known setting"),
+    ({"bearerTokn": SECRET}, "demo:spec.bearerTokn = ***: is not a known setting"),
     ({"checks": [{"name": "a", "oops": {"nested": SECRET, "n": 1}}]},
-     'canary-service:spec.checks[0].oops = {"nested": "***", "n": 1}: is not a known setting'),
+     'demo:spec.checks[0].oops = {"nested": "***", "n": 1}: is not a known setting'),
     # Text under Any is unknown too.
     ({"opaque": {"x": 1}, "enabled": "no", "checks": [{"name": "a", "labels": {"apiKey": 1}}]},
-     'canary-service:spec.checks[0].labels.apiKey = ***: must be text'),
+     'demo:spec.checks[0].labels.apiKey = ***: must be text'),
     # Credentials in URLs and in text, wherever the value is shown.
     ({"webhookUrl": f"ftp://bot:{SECRET}@hooks.example/x?token={SECRET}"},
-     'canary-service:spec.webhookUrl = "ftp://***@hooks.example/x?token=***": must be text'),
+     'demo:spec.webhookUrl = "ftp://***@hooks.example/x?token=***": must be text'),
     ({"webhookUrl": f"hooks.example/x?page=2&access_token={SECRET}"},
-     'canary-service:spec.webhookUrl = "hooks.example/x?page=2&access_token=***": must be'),
+     'demo:spec.webhookUrl = "hooks.example/x?page=2&access_token=***": must be'),
     ({"checks": [{"name": "a", "labels": {"how": f"Bearer {SECRET}"}}], "enabled": 1.5},
-     "canary-service:spec.enabled = 1.5: must be true or false"),
+     "demo:spec.enabled = 1.5: must be true or false"),
     ({"checks": [{"name": "a", "thresholdRange": {"min": 2, "max": 1, "secret": SECRET}}]},
-     'canary-service:spec.checks[0].thresholdRange.secret = ***: is not a known setting'),
-    ({"enabled": True, "bearerToken": SECRET}, "canary-service:spec.bearerToken = ***"),
+     'demo:spec.checks[0].thresholdRange.secret = ***: is not a known setting'),
+    ({"enabled": True, "bearerToken": SECRET}, "demo:spec.bearerToken = ***"),
 ])
 def test_a_secret_value_is_never_shown(raw: Any, shown: str) -> None:
     found = problems(raw)
@@ -189,12 +189,12 @@ def test_every_problem_is_listed_at_once_one_line_each() -> None:
         validate_config(Spec, {"maxWeight": 0, "intervall": "1m", "checks": [
             {"name": "a", "weight": -1}, {"interval": "1.5m"}]}, key=KEY)
     assert [p.key for p in caught.value.problems] == [
-        "canary-service:spec.maxWeight", "canary-service:spec.checks[0].weight",
-        "canary-service:spec.checks[1].name", "canary-service:spec.checks[1].interval",
-        "canary-service:spec.intervall"]
+        "demo:spec.maxWeight", "demo:spec.checks[0].weight",
+        "demo:spec.checks[1].name", "demo:spec.checks[1].interval",
+        "demo:spec.intervall"]
     lines = str(caught.value).splitlines()
     assert lines[0] == "invalid stack configuration (5 problem(s)):"
-    assert all(line.startswith("  - canary-service:spec.") for line in lines[1:])
+    assert all(line.startswith("  - demo:spec.") for line in lines[1:])
 
 
 def test_nonsense_is_one_short_line_per_problem() -> None:
@@ -238,9 +238,9 @@ def test_the_policy_and_its_analysis_are_refused_together() -> None:
         load_policy({"gateTimeout": "1.5h", "interval": "1.5m", "judge": {"kind": "bayes"},
                      "metrics": [{"name": "x", "query": "q", "thresholdRange": {"mn": 1}}]})
     assert [p.key for p in caught.value.problems] == [
-        "canary-service:analysis.interval", "canary-service:analysis.gateTimeout",
-        "canary-service:analysis.metrics[0].thresholdRange.mn",
-        "canary-service:analysis.judge.kind"]
+        "demo:analysis.interval", "demo:analysis.gateTimeout",
+        "demo:analysis.metrics[0].thresholdRange.mn",
+        "demo:analysis.judge.kind"]
     assert "README, 'Rollout policy'" in str(caught.value.hint)
 
 
@@ -248,4 +248,4 @@ def test_a_skipped_analysis_lists_only_its_provider() -> None:
     with pytest.raises(SettingsError) as caught:
         load_policy({"skipAnalysis": True, "maxWeight": 500, "provider": {"kind": "datadog"}})
     assert [p.key for p in caught.value.problems] == [
-        "canary-service:analysis.maxWeight", "canary-service:analysis.provider.kind"]
+        "demo:analysis.maxWeight", "demo:analysis.provider.kind"]

@@ -57,5 +57,5 @@ def test_a_fraction_is_refused_in_the_policy_as_in_queries(
     # Issue 13: the policy's own parser took `1.5m` while the analysis model refused it.
     with pytest.raises(InvalidInput) as refused:
         load_policy({"interval": "30s", "metrics": METRICS, **field})
-    assert (f'canary-service:analysis.{key} = "{value}": must be a duration: whole numbers '
+    assert (f'demo:analysis.{key} = "{value}": must be a duration: whole numbers '
             "with units in falling order, such as 500ms, 30s, 1m30s") in str(refused.value)

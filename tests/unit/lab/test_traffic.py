@@ -107,7 +107,9 @@ def test_demoapp_processes_behave_as_their_versions() -> None:
 
 
 def _settings(**overrides: Any) -> Any:
-    return load_settings({**BASE, **overrides})
+    if overrides.get("router") == "gateway-api":
+        overrides.setdefault("parentRefs", [{"name": "mesh-gateway"}])
+    return load_settings({**BASE, **overrides}, service="demo")
 
 
 AB_RULES = [{"headers": {"x-user": {"prefix": "beta-"}}},

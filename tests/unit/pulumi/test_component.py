@@ -16,6 +16,7 @@ from rollout.core.routers import ROUTERS, WEIGHT_STEP_TYPES
 from rollout.core.service import ServiceSettings, load_settings
 from rollout.pulumi import program
 from rollout.pulumi.component import CanaryService, label_value
+from rollout.pulumi.config import read_config
 from rollout.pulumi.meta import cookie_regex
 from rollout.pulumi.routers import router_for
 
@@ -63,8 +64,8 @@ def run(body: Callable[[], Any]) -> None:
 
 
 def declare(mocks: RecordingMocks, **overrides: Any) -> Declared:
-    settings = load_settings({**BASE, **overrides})
-    run(lambda: CanaryService(settings.app, settings).urn)
+    settings = load_settings({**BASE, **overrides}, service="demo")
+    run(lambda: CanaryService(settings.app, settings=settings).urn)
     return {(r.typ, r.name): r.inputs for r in mocks.resources if r.custom}
 
 
@@ -218,8 +219,11 @@ def test_istio_mirroring(mocks: RecordingMocks) -> None:
     assert weights_by_host(route["route"]) == {"demo-primary": 100, "demo-canary": 0}
 
 
+MESH = [{"name": "mesh-gateway"}]
+
+
 def gateway_declare(mocks: RecordingMocks, **overrides: Any) -> dict[str, Any]:
-    declared = declare(mocks, router="gateway-api", **overrides)
+    declared = declare(mocks, router="gateway-api", **{"parentRefs": MESH, **overrides})
     assert not any(kind in (VIRTUAL_SERVICE, DESTINATION_RULE) for kind, _ in declared)
     route = declared[(HTTP_ROUTE, "demo")]
     assert route["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
@@ -280,7 +284,7 @@ def test_gateway_api_mirroring(mocks: RecordingMocks) -> None:
 
 def test_gateway_api_refuses_session_affinity_even_if_validation_was_bypassed() -> None:
     raw = {**BASE, "sessionAffinity": {"cookieName": "c", "maxAge": "1h"}}
-    settings = load_settings(raw).model_copy(update={"router": "gateway-api"})
+    settings = load_settings(raw, service="demo").model_copy(update={"router": "gateway-api"})
     with pytest.raises(SettingsError, match="not supported by the gateway-api router"):
         router_for("gateway-api").declare(settings, pulumi.ResourceOptions())
 
@@ -302,12 +306,12 @@ def test_hpa_owns_primary_replicas(mocks: RecordingMocks) -> None:
 
 def test_component_outputs(mocks: RecordingMocks) -> None:
     settings = load_settings(
-        {**BASE, "canaryVersion": "v2", "canaryWeight": 30, "canaryReplicas": 2}
+        {**BASE, "canaryVersion": "v2", "canaryWeight": 30, "canaryReplicas": 2}, service="demo"
     )
     holder: dict[str, CanaryService] = {}
 
     def body() -> Any:
-        holder["svc"] = CanaryService("demo", settings)
+        holder["svc"] = CanaryService("demo", settings=settings)
         return holder["svc"].urn
 
     run(body)
@@ -352,7 +356,7 @@ def test_version_label_is_a_valid_label_value() -> None:
 def config(**values: Any) -> dict[str, str]:
     # What Pulumi hands the program: project-prefixed keys, every value as text.
     return {
-        f"canary-service:{key}": value if isinstance(value, str) else json.dumps(value)
+        f"demo:{key}": value if isinstance(value, str) else json.dumps(value)
         for key, value in values.items()
     }
 
@@ -365,9 +369,10 @@ def test_program_reads_config_and_exports(
     values = {**BASE, "stableVersion": "1", "canaryWeight": 10, "analysis": {"interval": "10s"}}
     set_all_config({**config(**values), "kubernetes:context": "lab"})
     run(program.main)
-    assert exported["canaryWeight"] == 10 and exported["primaryWeight"] == 90
-    assert exported["stableVersion"] == "1"  # text keys stay text even when they look numeric
-    assert exported["routeName"] == "demo"
+    outputs = exported["demo"]
+    assert outputs["canaryWeight"] == 10 and outputs["primaryWeight"] == 90
+    assert outputs["stableVersion"] == "1"  # text keys stay text even when they look numeric
+    assert outputs["routeName"] == "demo"
     assert {r.name for r in mocks.resources if r.typ == DEPLOYMENT} == {
         "demo-primary",
         "demo-canary",
@@ -376,7 +381,7 @@ def test_program_reads_config_and_exports(
 
 def test_program_read_config_decodes_values(mocks: RecordingMocks) -> None:
     set_all_config(config(**BASE, replicas=3, mirror=True, hosts=["a"], extra="x"))
-    raw = program.read_config(pulumi.Config())
+    raw = read_config(pulumi.Config("demo"))
     assert raw == {**BASE, "replicas": 3, "mirror": True, "hosts": ["a"], "extra": "x"}
 
 
@@ -385,14 +390,14 @@ def test_program_fails_on_bad_config_before_creating_anything(mocks: RecordingMo
     with pytest.raises(pulumi.RunError) as caught:
         run(program.main)
     message = str(caught.value)
-    assert "canary-service:canaryWeight = 150: must be an integer from 0 to 100" in message
-    assert "canary-service:surprise = 1: is not a known setting" in message
+    assert "demo:canaryWeight = 150: must be an integer from 0 to 100" in message
+    assert "demo:surprise = 1: is not a known setting" in message
     assert [r for r in mocks.resources if r.custom] == []
 
 
 def test_settings_type_is_reusable_directly(mocks: RecordingMocks) -> None:
     settings = ServiceSettings(app="api", image="registry.local/api", stable_version="v3")
-    run(lambda: CanaryService("api", settings).urn)
+    run(lambda: CanaryService("api", settings=settings).urn)
     assert {(r.typ, r.name) for r in mocks.resources} >= {(DEPLOYMENT, "api-primary")}
 
 
@@ -405,8 +410,111 @@ def test_the_router_registry_reads_the_weights_the_program_writes(
     # read back as set, A/B rule or not.
     entry = ROUTERS[router]
     match = [{"headers": {"x-canary": {"exact": "yes"}}}] if with_ab_rule else []
-    declared = declare(mocks, router=router, canaryWeight=30, canaryReplicas=1, match=match)
+    refs = {"parentRefs": MESH} if router == "gateway-api" else {}
+    declared = declare(mocks, router=router, canaryWeight=30, canaryReplicas=1, match=match,
+                       **refs)
     [route] = [inputs for (typ, name), inputs in declared.items() if typ == entry.pulumi_type]
     assert entry.pulumi_type in WEIGHT_STEP_TYPES
     assert route["apiVersion"] == entry.api_version and route["kind"] == entry.kind
     assert entry.weights(route, "demo") == (70, 30)
+
+
+# -- many services in one program -----------------------------------------------------------
+
+CART = {"stableVersion": "v1", "image": "registry.local/cart", "router": "gateway-api",
+        "parentRefs": [{"name": "mesh-gateway"}]}
+
+
+def service_config(service: str, **values: Any) -> dict[str, str]:
+    return {f"{service}:{key}": value if isinstance(value, str) else json.dumps(value)
+            for key, value in values.items()}
+
+
+def test_the_program_declares_every_service_of_the_config(
+    mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exported: dict[str, Any] = {}
+    monkeypatch.setattr(pulumi, "export", exported.__setitem__)
+    set_all_config({**service_config("checkout", image="registry.local/checkout",
+                                     stableVersion="v7", canaryWeight=20),
+                    **service_config("cart", **CART), "kubernetes:context": "lab"})
+    run(program.main)
+    assert set(exported) == {"checkout", "cart"}
+    assert exported["checkout"]["canaryWeight"] == 20 and exported["cart"]["canaryWeight"] == 0
+    assert exported["checkout"]["app"] == "checkout"  # app defaults to the service's name
+    names = {(r.typ, r.name) for r in mocks.resources}
+    assert {(VIRTUAL_SERVICE, "checkout"), (HTTP_ROUTE, "cart"),
+            (DEPLOYMENT, "cart-canary"), (DEPLOYMENT, "checkout-primary")} <= names
+    components = {r.name for r in mocks.resources if r.typ == "canary:index:CanaryService"}
+    assert components == {"checkout", "cart"}
+
+
+def test_settings_in_code_and_driver_keys_in_config(mocks: RecordingMocks) -> None:
+    set_all_config(service_config("cart", stableVersion="v3", canaryWeight=40,
+                                  canaryVersion="v4", canaryReplicas=1))
+    holder: dict[str, Any] = {}
+
+    def body() -> Any:
+        holder["cart"] = CanaryService("cart", image="registry.local/cart", router="gateway-api",
+                                       parent_refs=[{"name": "mesh-gateway"}], replicas=3)
+        return holder["cart"].urn
+
+    run(body)
+    settings = holder["cart"].settings
+    assert (settings.stable_version, settings.canary_weight, settings.replicas) == ("v3", 40, 3)
+    [component] = [r for r in mocks.resources if r.typ == "canary:index:CanaryService"]
+    assert component.name == "cart"
+
+
+@pytest.mark.parametrize(("code", "config_values", "expected"), [
+    ({"stable_version": "v9"}, {}, 'CanaryService("cart", stable_version=...) is driver-owned'),
+    ({"canaryWeight": 50}, {}, 'CanaryService("cart", canaryWeight=...) is driver-owned'),
+    ({"replicsa": 2}, {}, 'CanaryService("cart", replicsa=...) is not a setting'),
+    ({"replicas": 2}, {"replicas": 3}, 'cart:replicas is also set in code by CanaryService'),
+    ({"router": "gateway-api"}, {}, "cart:parentRefs = []: router gateway-api needs parentRefs"),
+])
+def test_bad_code_settings_fail_before_any_resource(
+    mocks: RecordingMocks, code: dict[str, Any], config_values: dict[str, Any], expected: str
+) -> None:
+    set_all_config(service_config("cart", stableVersion="v1", image="registry.local/cart",
+                                  **config_values))
+    with pytest.raises(pulumi.RunError) as caught:
+        run(lambda: CanaryService("cart", **code).urn)
+    assert expected in str(caught.value)
+    assert [r for r in mocks.resources if r.custom] == []
+
+
+def _two_services() -> None:
+    set_all_config({**service_config("checkout", image="registry.local/checkout",
+                                     stableVersion="v1"),
+                    **service_config("shop", image="registry.local/checkout",
+                                     stableVersion="v1", app="checkout")})
+
+
+def test_a_service_declared_twice_is_refused(mocks: RecordingMocks) -> None:
+    _two_services()
+
+    def twice() -> Any:
+        CanaryService("checkout")
+        return CanaryService("checkout").urn
+
+    with pytest.raises(pulumi.RunError, match=r'CanaryService\("checkout"\) is declared twice'):
+        run(twice)
+
+
+def test_two_services_owning_the_same_objects_are_refused(mocks: RecordingMocks) -> None:
+    _two_services()
+
+    def same_app() -> Any:
+        CanaryService("checkout")
+        return CanaryService("shop").urn
+
+    with pytest.raises(pulumi.RunError, match="shop:app is 'checkout' in namespace default, "
+                                              "like service checkout's"):
+        run(same_app)
+
+
+def test_service_names_are_dns_labels_and_not_pulumi_namespaces(mocks: RecordingMocks) -> None:
+    for name in ("Checkout", "kubernetes", "a" * 51):
+        with pytest.raises(pulumi.RunError, match="is not a valid service name"):
+            run(lambda name=name: CanaryService(name).urn)

@@ -20,12 +20,12 @@ BASE: dict[str, Any] = {"app": "demo", "image": "registry.local/demo", "stableVe
 
 
 def settings(**overrides: Any) -> ServiceSettings:
-    return load_settings({**BASE, **overrides})
+    return load_settings({**BASE, **overrides}, service="demo")
 
 
 def problems_of(raw: dict[str, Any]) -> str:
     with pytest.raises(SettingsError) as caught:
-        load_settings(raw)
+        load_settings(raw, service="demo")
     return str(caught.value)
 
 
@@ -105,48 +105,48 @@ def test_config_keys_mark_text_values() -> None:
     [
         (
             {"canaryWeight": 150},
-            "canary-service:canaryWeight = 150: must be an integer from 0 to 100",
+            "demo:canaryWeight = 150: must be an integer from 0 to 100",
         ),
         (
             {"canaryWeight": -1},
-            "canary-service:canaryWeight = -1: must be an integer from 0 to 100",
+            "demo:canaryWeight = -1: must be an integer from 0 to 100",
         ),
         (
             {"canaryWeight": 12.5},
-            "canary-service:canaryWeight = 12.5: must be an integer from 0 to",
+            "demo:canaryWeight = 12.5: must be an integer from 0 to",
         ),
         (
             {"canaryWeight": True},
-            "canary-service:canaryWeight = true: must be an integer from 0 to",
+            "demo:canaryWeight = true: must be an integer from 0 to",
         ),
         (
             {"mirrorWeight": 101},
-            "canary-service:mirrorWeight = 101: must be an integer from 0 to 100",
+            "demo:mirrorWeight = 101: must be an integer from 0 to 100",
         ),
-        ({"replicas": -1}, "canary-service:replicas = -1: must be an integer >= 0"),
-        ({"canaryReplicas": -3}, "canary-service:canaryReplicas = -3: must be an integer >= 0"),
-        ({"port": 0}, "canary-service:port = 0: must be an integer from 1 to 65535"),
-        ({"app": "Demo_App"}, 'canary-service:app = "Demo_App": must be a DNS-1123 label'),
+        ({"replicas": -1}, "demo:replicas = -1: must be an integer >= 0"),
+        ({"canaryReplicas": -3}, "demo:canaryReplicas = -3: must be an integer >= 0"),
+        ({"port": 0}, "demo:port = 0: must be an integer from 1 to 65535"),
+        ({"app": "Demo_App"}, 'demo:app = "Demo_App": must be a DNS-1123 label'),
         ({"app": "a" * 51}, "at most 50 characters"),
-        ({"app": "-demo"}, 'canary-service:app = "-demo": must be a DNS-1123 label'),
-        ({"namespace": "Prod"}, 'canary-service:namespace = "Prod": must be a DNS-1123 label'),
+        ({"app": "-demo"}, 'demo:app = "-demo": must be a DNS-1123 label'),
+        ({"namespace": "Prod"}, 'demo:namespace = "Prod": must be a DNS-1123 label'),
         (
             {"router": "nginx"},
-            'canary-service:router = "nginx": must be one of: istio, gateway-api',
+            'demo:router = "nginx": must be one of: istio, gateway-api',
         ),
         ({"image": "registry.local/demo:v1"}, "must be an image repository without tag or digest"),
         (
             {"stableVersion": "v1 beta"},
-            'canary-service:stableVersion = "v1 beta": must be an image',
+            'demo:stableVersion = "v1 beta": must be an image',
         ),
         ({"canaryVersion": ".v2"}, "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
-        ({"hosts": []}, "canary-service:hosts = []: must be a non-empty list"),
-        ({"hosts": ["Demo.Example"]}, 'canary-service:hosts[0] = "Demo.Example": must be a'),
+        ({"hosts": []}, "demo:hosts = []: must be a non-empty list"),
+        ({"hosts": ["Demo.Example"]}, 'demo:hosts[0] = "Demo.Example": must be a'),
         ({"readinessPath": "healthz"}, "must be an HTTP path starting with '/'"),
-        ({"analysis": "fast"}, 'canary-service:analysis = "fast": must be an object'),
+        ({"analysis": "fast"}, 'demo:analysis = "fast": must be an object'),
         (
             {"canaryWeight": 10, "mirror": True},
-            "canary-service:mirror = true: mirroring needs canaryWeight = 0 (it is 10)",
+            "demo:mirror = true: mirroring needs canaryWeight = 0 (it is 10)",
         ),
         (
             {"router": "gateway-api", "sessionAffinity": {"cookieName": "c", "maxAge": "1h"}},
@@ -157,38 +157,38 @@ def test_config_keys_mark_text_values() -> None:
         (
             # The project's one duration grammar: no fractions (1d is fine, as in policies).
             {"sessionAffinity": {"cookieName": "c", "maxAge": "1.5h"}},
-            'canary-service:sessionAffinity.maxAge = "1.5h": must be a duration: whole numbers',
+            'demo:sessionAffinity.maxAge = "1.5h": must be a duration: whole numbers',
         ),
         (
             {"hpa": {"minReplicas": 5, "maxReplicas": 2}},
-            'canary-service:hpa = {"minReplicas": 5, "maxReplicas": 2}: minReplicas must not',
+            'demo:hpa = {"minReplicas": 5, "maxReplicas": 2}: minReplicas must not',
         ),
-        ({"hpa": {}}, "canary-service:hpa.maxReplicas is not set: run `pulumi config set --path"),
+        ({"hpa": {}}, "demo:hpa.maxReplicas is not set: run `pulumi config set --path"),
         ({"hpa": {"maxReplicas": 3, "cpuUtilization": 0}}, "must be an integer from 1 to 100"),
         ({"resources": {"limits": {"memory": "lots"}}}, "must be a Kubernetes quantity"),
         ({"env": {"VERSION": "x"}}, "must not set VERSION"),
-        ({"env": {"BAD NAME": "x"}}, 'canary-service:env["BAD NAME"] = "BAD NAME": variable names'),
-        ({"match": [{}]}, "canary-service:match[0] = {}: must set headers, cookie or both"),
+        ({"env": {"BAD NAME": "x"}}, 'demo:env["BAD NAME"] = "BAD NAME": variable names'),
+        ({"match": [{}]}, "demo:match[0] = {}: must set headers, cookie or both"),
         (
             {"match": [{"headers": {"x-user": {"exact": "a", "regex": "b"}}}]},
-            'canary-service:match[0].headers["x-user"] = ',
+            'demo:match[0].headers["x-user"] = ',
         ),
         ({"match": [{"cookie": "no-equals-sign"}]}, "must be <name>=<value>"),
         (
             # An unknown key's text is never echoed: it may be a misspelt credential.
             {"parentRefs": [{"nme": "gw"}], "router": "gateway-api"},
-            "canary-service:parentRefs[0].nme = ***: is not a known setting; did you mean name? "
+            "demo:parentRefs[0].nme = ***: is not a known setting; did you mean name? "
             "known settings: name, namespace, sectionName",
         ),
         (
             {"parentRefs": [{"nme": "gw"}], "router": "gateway-api"},
-            "canary-service:parentRefs[0].name is not set: run "
+            "demo:parentRefs[0].name is not set: run "
             "`pulumi config set --path 'parentRefs[0].name' <value>`; it must be a non-empty",
         ),
-        ({"env": {"DB_PASSWORD": ["hunter2"]}}, "canary-service:env.DB_PASSWORD = ***: must map"),
+        ({"env": {"DB_PASSWORD": ["hunter2"]}}, "demo:env.DB_PASSWORD = ***: must map"),
         (
             {"sessionAffinity": {"cookieName": "c", "maxAge": "0s"}},
-            'canary-service:sessionAffinity.maxAge = "0s": must be a duration longer than zero',
+            'demo:sessionAffinity.maxAge = "0s": must be a duration longer than zero',
         ),
     ],
 )
@@ -201,19 +201,20 @@ def test_invalid_value_names_key_value_and_allowed(
 def test_missing_image_says_how_to_set_it() -> None:
     raw = {k: v for k, v in BASE.items() if k != "image"}
     message = problems_of(raw)
-    assert "canary-service:image is not set: run `pulumi config set image <repository>`" in message
+    assert "demo:image is not set: run `pulumi config set image <repository>`" in message
 
 
 def test_missing_required_keys_are_all_reported() -> None:
     message = problems_of({})
-    for key in ("app", "image", "stableVersion"):
-        assert f"canary-service:{key} is not set" in message
+    for key in ("image", "stableVersion"):
+        assert f"demo:{key} is not set" in message
+    assert "demo:app" not in message  # it defaults to the service's name
 
 
 def test_unknown_key_is_rejected_with_a_suggestion() -> None:
     message = problems_of({**BASE, "canaryWieght": 5})
     assert (
-        "canary-service:canaryWieght = 5: is not a known setting; did you mean canaryWeight?"
+        "demo:canaryWieght = 5: is not a known setting; did you mean canaryWeight?"
         in (message)
     )
     assert "known settings: app, namespace" in message
@@ -221,33 +222,34 @@ def test_unknown_key_is_rejected_with_a_suggestion() -> None:
 
 def test_snake_case_keys_are_unknown_in_config() -> None:
     assert (
-        "canary-service:canary_weight = 5: is not a known setting; did you mean canaryWeight?"
+        "demo:canary_weight = 5: is not a known setting; did you mean canaryWeight?"
         in problems_of({**BASE, "canary_weight": 5})
     )
 
 
 def test_every_problem_is_listed_at_once() -> None:
     with pytest.raises(SettingsError) as caught:
-        load_settings({**BASE, "canaryWeight": 150, "replicas": -1, "router": "nginx"})
+        load_settings({**BASE, "canaryWeight": 150, "replicas": -1, "router": "nginx"},
+                      service="demo")
     err = caught.value
     # In the project's error tree: bad input, exit 2, nothing changed.
     assert isinstance(err, InvalidInput) and err.exit_code == 2
     assert [p.key for p in err.problems] == [
-        "canary-service:canaryWeight",
-        "canary-service:replicas",
-        "canary-service:router",
+        "demo:canaryWeight",
+        "demo:replicas",
+        "demo:router",
     ]
     assert str(err).startswith("invalid stack configuration (3 problem(s)):")
 
 
 def test_project_name_prefixes_keys() -> None:
     with pytest.raises(SettingsError, match="other:canaryWeight = 150"):
-        load_settings({**BASE, "canaryWeight": 150}, project="other")
+        load_settings({**BASE, "canaryWeight": 150}, service="other")
 
 
 @pytest.mark.parametrize(("raw", "shown"), [(["app"], '["app"]'), (None, "null"), ("x", '"x"')])
 def test_non_mapping_config_is_rejected(raw: Any, shown: str) -> None:
-    assert f"canary-service = {shown}: must be a map with the settings app, namespace" in (
+    assert f"demo = {shown}: must be a map with the settings app, namespace" in (
         problems_of(raw))
 
 
@@ -261,7 +263,7 @@ def test_router_kinds_match_the_model() -> None:
 def test_stack_files_are_valid(stack: str, replicas: int) -> None:
     path = Path(__file__).parents[3] / "stacks" / f"Pulumi.{stack}.yaml"
     config = yaml.safe_load(path.read_text())["config"]
-    s = load_settings({key.removeprefix("canary-service:"): v for key, v in config.items()})
+    s = load_settings({key.removeprefix("demo:"): v for key, v in config.items()}, service="demo")
     assert (s.app, s.namespace, s.replicas, s.router) == ("demo", stack, replicas, "istio")
     assert s.stable_image == "registry.local/demo:v1"
     assert f"demo.{stack}.example.internal" in s.hosts
