@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import itertools
 import os
 import re
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +50,32 @@ class StackFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Holds the stack config folder's lock for one read-edit-write, so that two drivers
+        (two services of one stack) never lose each other's edit. A lock on the folder itself
+        leaves no lock file behind in a folder people commit."""
+        try:
+            handle = os.open(self.path.parent, os.O_RDONLY)
+        except FileNotFoundError:
+            yield  # nothing to edit yet; _read says so
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)
+
     def set(self, values: dict[str, str]) -> None:
+        with self._exclusive():
+            self._set(values)
+
+    def remove(self, keys: list[str]) -> None:
+        """Removes these config keys (any value, secrets included); absent keys are ignored."""
+        with self._exclusive():
+            self._remove(keys)
+
+    def _set(self, values: dict[str, str]) -> None:
         """Sets plain config keys (`project:key`) so that Pulumi reads back exactly `values`."""
         for key, value in values.items():
             _check_key(key)
@@ -79,8 +107,7 @@ class StackFile:
         if splices:
             self._commit(text, splices, written=written, removed=[])
 
-    def remove(self, keys: list[str]) -> None:
-        """Removes these config keys (any value, secrets included); absent keys are ignored."""
+    def _remove(self, keys: list[str]) -> None:
         for key in keys:
             _check_key(key)
         if not keys:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import stat
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -415,3 +416,26 @@ def test_this_projects_stack_files_are_found() -> None:
     root = project_root()
     assert settings_path(root, "organization/canary-service/dev") == root / "stacks" / \
         "Pulumi.dev.yaml"
+
+
+def _write_weights(path: Path, service: str) -> None:
+    for weight in range(60):
+        StackFile(path).set({f"{service}:canaryWeight": str(weight)})
+
+
+def test_two_writers_of_one_stack_file_lose_no_edit(tmp_path: Path) -> None:
+    # Two drivers (processes) of two services of one stack edit the same file, each its own
+    # keys; without the lock one's read-edit-write overwrote the other's about every run.
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text("config:\n  checkout:stableVersion: v1\n  cart:stableVersion: v1\n")
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_write_weights, args=(path, s))
+               for s in ("checkout", "cart")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    assert [w.exitcode for w in writers] == [0, 0]
+    data = yaml.safe_load(path.read_text())["config"]
+    assert data["checkout:canaryWeight"] == 59 and data["cart:canaryWeight"] == 59
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Pulumi.prod.yaml"]
