@@ -7,16 +7,15 @@ from pathlib import Path
 
 
 def project_root() -> Path:
-    """The checkout holding Pulumi.yaml: from CANARY_PROJECT_DIR, this package, or the cwd."""
+    """The Pulumi project the driver works on: CANARY_PROJECT_DIR (`--project-dir`), else the
+    one holding the current directory, as for `pulumi`, else this package's own checkout."""
     if env := os.environ.get("CANARY_PROJECT_DIR"):
         return Path(env).resolve()
-    here = Path(__file__).resolve().parents[2]
-    if (here / "Pulumi.yaml").exists():
-        return here
     for candidate in [Path.cwd(), *Path.cwd().parents]:
         if (candidate / "Pulumi.yaml").exists():
             return candidate
-    return Path.cwd()
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "Pulumi.yaml").exists() else Path.cwd()
 
 
 def install_root() -> Path:

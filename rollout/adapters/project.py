@@ -10,12 +10,13 @@ from pathlib import Path
 
 import yaml
 
-from rollout.adapters.paths import install_root, project_root
+from rollout.adapters.paths import install_root
 from rollout.core.errors import InvalidInput
 
 
-def project_copy(target: Path) -> Path:
-    root = project_root()
+def project_copy(target: Path, *, source: Path | None = None) -> Path:
+    """`source` (default: this checkout's own project) as a project in `target`."""
+    root = source or install_root()
     settings = yaml.safe_load((root / "Pulumi.yaml").read_text())
     main = str(settings.get("main", "")).rstrip("/")
     if not main or main == ".":
@@ -25,5 +26,5 @@ def project_copy(target: Path) -> Path:
     (target / "Pulumi.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     link = target / main
     if not link.is_symlink():
-        link.symlink_to(install_root() / main, target_is_directory=True)
+        link.symlink_to(root / main, target_is_directory=True)
     return target

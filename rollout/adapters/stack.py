@@ -282,8 +282,12 @@ class StackAdapter:
         return found
 
     def service_outputs(self, service: str) -> dict[str, Any] | None:
-        component = _component(self._resources(), service)
-        return None if component is None else dict(component.get("outputs") or {})
+        return self.deployed_services().get(service)
+
+    def deployed_services(self) -> dict[str, dict[str, Any]]:
+        """Each deployed canary service's registered outputs, by service name."""
+        return {str(r.get("urn", "")).rsplit("::", 1)[-1]: dict(r.get("outputs") or {})
+                for r in self._resources() if r.get("type") == COMPONENT_TYPE}
 
 
 def _component(resources: list[dict[str, Any]], service: str) -> dict[str, Any] | None:

@@ -173,9 +173,7 @@ class Rollouts:
     def _code_settings(self) -> dict[str, Any]:
         """The settings the program gave the service in code, as its last update recorded."""
         if self._code is None:
-            outputs = self.adapter.service_outputs(self.service) or {}
-            code = outputs.get("codeSettings")
-            self._code = dict(code) if isinstance(code, dict) else {}
+            self._code = _code_settings(self.adapter.service_outputs(self.service))
         return self._code
 
     def settings(self, config: dict[str, ConfigEntry] | None = None) -> ServiceSettings:
@@ -196,8 +194,9 @@ class Rollouts:
     def check_services(self, config: dict[str, ConfigEntry]) -> None:
         """Refuses a stack where two services would own the same Kubernetes objects."""
         owners: dict[tuple[str, str], str] = {}
+        deployed = self.adapter.deployed_services()
         for service in services_in(config):
-            raw = plain_config(config, service)
+            raw = {**_code_settings(deployed.get(service)), **plain_config(config, service)}
             app, namespace = str(raw.get("app", service)), str(raw.get("namespace", "default"))
             other = owners.setdefault((namespace, app), service)
             if other != service:
@@ -278,6 +277,11 @@ class Rollouts:
 
     def _require_running(self, action: str) -> str:
         return unfinished_rollout_id(self.journal.load(), stack=self.stack_name, action=action)
+
+
+def _code_settings(outputs: dict[str, Any] | None) -> dict[str, Any]:
+    code = (outputs or {}).get("codeSettings")
+    return dict(code) if isinstance(code, dict) else {}
 
 
 def _result(state: RolloutState) -> RolloutResult:

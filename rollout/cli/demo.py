@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import yaml
 
-from rollout.adapters.paths import project_root
+from rollout.adapters.paths import install_root, project_root
 from rollout.adapters.project import project_copy
 from rollout.app.api import RolloutResult, Rollouts
 from rollout.app.driver import Progress
@@ -41,7 +41,7 @@ class DemoRun:
 
 def demo_project(lab: Lab, *, namespace: str = "demo") -> Path:
     """A project folder in the lab's state: Pulumi.yaml and a stack made from the lab stack."""
-    root = project_root()
+    root = install_root()
     target = project_copy(lab.layout.root / "demo-project")
     config = yaml.safe_load((root / "stacks" / "Pulumi.lab.yaml").read_text())
     values = config["config"]

@@ -29,12 +29,20 @@ def _istio_weights(route: dict[str, Any], app: str) -> Weights:
     return weights.get(f"{app}-primary"), weights.get(f"{app}-canary")
 
 
+# What the API server stores for a rule declared without matches (the HTTPRoute CRD's default).
+_DEFAULT_MATCH = {"path": {"type": "PathPrefix", "value": "/"}}
+
+
+def _matches_everything(matches: Any) -> bool:
+    return not matches or matches == [_DEFAULT_MATCH]
+
+
 def _gateway_api_weights(route: dict[str, Any], app: str) -> Weights:
     """The weights of the rule named "primary" (or the one with no matches); a backendRef
     without a weight weighs 1, as the Gateway API says."""
     weights: dict[str, int] = {}
     for rule in route.get("spec", {}).get("rules", []):
-        if not rule.get("matches") or rule.get("name") == "primary":
+        if _matches_everything(rule.get("matches")) or rule.get("name") == "primary":
             for ref in rule.get("backendRefs", []):
                 weights[ref["name"]] = int(ref.get("weight", 1))
     return weights.get(f"{app}-primary"), weights.get(f"{app}-canary")

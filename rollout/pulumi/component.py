@@ -70,12 +70,15 @@ class CanaryService(pulumi.ComponentResource):
         except SettingsError as err:
             raise pulumi.RunError(str(err)) from None
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        # What the component waits for (e.g. a namespace the program creates), its children
+        # wait for too.
+        waits = _waits_for(opts.depends_on if opts else None)
+        child = pulumi.ResourceOptions(parent=self, depends_on=waits or None)
         self.namespace = None
         if settings.create_namespace:
             self.namespace = k8s.core.v1.Namespace(
                 settings.namespace, metadata={"name": settings.namespace}, opts=child)
-            child = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+            child = pulumi.ResourceOptions(parent=self, depends_on=[*waits, self.namespace])
         self.settings = settings
         self.primary_deployment = _deployment(settings, track="primary", opts=child)
         self.canary_deployment = _deployment(settings, track="canary", opts=child)
@@ -89,6 +92,12 @@ class CanaryService(pulumi.ComponentResource):
         # What the driver reads back from the deployment: the settings given in code, which
         # it cannot see in the stack config.
         self.register_outputs({**self.outputs, "codeSettings": _plain(settings, given)})
+
+
+def _waits_for(depends_on: Any) -> list[Any]:
+    if depends_on is None:
+        return []
+    return list(depends_on) if isinstance(depends_on, list | tuple) else [depends_on]
 
 
 def _plain(settings: ServiceSettings, given: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def _live(service: Service) -> tuple[int | None, int | None, str | None, int | N
 
 
 def _history(service: Service) -> list[State]:
-    path = service.journal_dir / f"{service.stack}.history.jsonl"
+    path = service.journal_dir / f"{service.stack}.demo.history.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -294,8 +294,8 @@ class KubectlWatch:
             for line in table[1:]:
                 ends = [*starts[1:], None]
                 cells = [line[a:b].strip() for a, b in zip(starts, ends, strict=True)]
-                if cells[1] == self.service.stack and (cells[3], cells[5]) not in self.seen:
-                    self.seen.append((cells[3], cells[5]))
+                if cells[2] == self.service.stack and (cells[4], cells[6]) not in self.seen:
+                    self.seen.append((cells[4], cells[6]))
 
 
 def _clone(service: Service, root: Path) -> Service:
@@ -308,6 +308,7 @@ def _clone(service: Service, root: Path) -> Service:
 
 def _cluster_state(service: Service) -> RolloutState | None:
     return ClusterStore.from_kubeconfig(stack=service.stack, namespace=service.namespace,
+                                        service="demo",
                                         kubeconfig=str(service.lab.layout.kubeconfig)).load()
 
 
@@ -323,7 +324,7 @@ def _wait_cluster_state(service: Service, predicate: Callable[[RolloutState], bo
 
 
 def _lease(service: Service) -> str:
-    return lease_name(object_name(service.stack))
+    return lease_name(object_name(f"{service.stack}-demo"))
 
 
 def _take_lease_by_hand(service: Service, seconds: int) -> None:
@@ -430,7 +431,7 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
     history = json.loads(out)
     assert [(h["version"], h["outcome"]) for h in history][-1:] == [(candidate, "promoted")]
     for clone in (a, b):
-        assert not (clone.journal_dir / f"{service.stack}.json").exists(), "no file journal"
+        assert not (clone.journal_dir / f"{service.stack}.demo.json").exists(), "no file journal"
     described = _kubectl(service, "describe", "canaryrollout", "-n", service.namespace,
                          service.stack)
     assert "Succeeded" in described and "Waiting" in described

@@ -128,14 +128,14 @@ def test_kubectl_get_lists_each_stacks_rollout_with_its_columns(
     stores("lab").save(rollout(candidate="v7").moved(phase=Phase.ROLLING_BACK))
     table = _table(admin, f"/apis/{GROUP}/{VERSION}/{PLURAL}")  # -A
     names = [column["name"] for column in table["columnDefinitions"]]
-    assert names == ["Name", "Stack", "Phase", "Step", "Weight", "Candidate", "Stable",
-                     "Last Verdict", "Age"]
+    assert names == ["Name", "Stack", "Service", "Phase", "Step", "Weight", "Candidate",
+                     "Stable", "Last Verdict", "Age"]
     rows = {row["cells"][1]: row["cells"] for row in table["rows"]
             if row["object"]["metadata"]["namespace"] == stores.namespace}
-    assert rows["org/shop/Prod.eu"][:8] == [object_name("org/shop/Prod.eu"), "org/shop/Prod.eu",
-                                            "Progressing", "2/3", 40, "v2", "v1",
+    assert rows["org/shop/Prod.eu"][:9] == [object_name("org/shop/Prod.eu"), "org/shop/Prod.eu",
+                                            None, "Progressing", "2/3", 40, "v2", "v1",
                                             "Inconclusive at 40%"]
-    assert rows["lab"][2] == "RollingBack" and rows["lab"][5] == "v7"
+    assert rows["lab"][3] == "RollingBack" and rows["lab"][6] == "v7"
 
 
 def test_each_phase_a_save_enters_is_told_as_an_event(

@@ -82,7 +82,10 @@ class FakeStack:
                 f"VirtualService::{service}"]
 
     def service_outputs(self, service: str) -> dict[str, Any] | None:
-        return {"codeSettings": {}}
+        return self.deployed_services().get(service)
+
+    def deployed_services(self) -> dict[str, dict[str, Any]]:
+        return {"demo": {"codeSettings": {}}}
 
     def cancel(self) -> None:
         self.cancelled = getattr(self, "cancelled", 0) + 1

@@ -10,7 +10,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rollout.adapters.paths import project_root
+from rollout.adapters.paths import install_root
 from rollout.adapters.project import project_copy
 from rollout.adapters.stack import StackAdapter
 from rollout.app.api import Rollouts
@@ -22,7 +22,7 @@ PREFIX = "demo"
 def make_project(tmp: Path, *, base: str = "lab", overrides: dict[str, Any] | None = None,
                  stack: str | None = None) -> tuple[Path, str, str]:
     """Copies Pulumi.yaml and stacks/Pulumi.<base>.yaml into `tmp` under a fresh stack name."""
-    root = project_root()
+    root = install_root()
     project_copy(tmp)
     stack = stack or f"it-{uuid.uuid4().hex[:6]}"
     namespace = f"{stack}-ns"

@@ -113,7 +113,7 @@ class Service:
                                 text=True, process_group=0 if own_group else None)
 
     def journal(self) -> dict[str, Any] | None:
-        path = self.journal_dir / f"{self.stack}.json"
+        path = self.journal_dir / f"{self.stack}.demo.json"
         try:
             return json.loads(path.read_text())
         except (FileNotFoundError, ValueError):

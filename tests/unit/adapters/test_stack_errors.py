@@ -68,8 +68,7 @@ def test_a_project_without_a_program_folder_cannot_be_copied(tmp_path: Path,
     source = tmp_path / "src"
     source.mkdir()
     (source / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
-    monkeypatch.setenv("CANARY_PROJECT_DIR", str(source))  # type: ignore[attr-defined]
     with pytest.raises(InvalidInput) as err:
-        project_copy(tmp_path / "copy")
+        project_copy(tmp_path / "copy", source=source)
     assert "main" in str(err.value)
     assert not (tmp_path / "copy").exists(), "nothing is written"

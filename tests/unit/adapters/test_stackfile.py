@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import multiprocessing
 import os
 import stat
-import multiprocessing
 from pathlib import Path
 from typing import Any
 

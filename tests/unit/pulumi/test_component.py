@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes
 import pytest
 from pulumi.runtime.config import set_all_config
 
 from rollout.core.errors import SettingsError
 from rollout.core.routers import ROUTERS, WEIGHT_STEP_TYPES
 from rollout.core.service import ServiceSettings, load_settings
-from rollout.pulumi import program
+from rollout.pulumi import component, program
 from rollout.pulumi.component import CanaryService, label_value
 from rollout.pulumi.config import read_config
 from rollout.pulumi.meta import cookie_regex
@@ -518,3 +519,41 @@ def test_service_names_are_dns_labels_and_not_pulumi_namespaces(mocks: Recording
     for name in ("Checkout", "kubernetes", "a" * 51):
         with pytest.raises(pulumi.RunError, match="is not a valid service name"):
             run(lambda name=name: CanaryService(name).urn)
+
+
+def test_children_wait_for_what_the_component_waits_for(
+        mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_all_config(service_config("cart", **CART))
+    seen: list[Any] = []
+    declare_deployment = component._deployment
+
+    def recording(settings: Any, *, track: str, opts: pulumi.ResourceOptions) -> Any:
+        seen.append(opts.depends_on)
+        return declare_deployment(settings, track=track, opts=opts)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(component, "_deployment", recording)
+    holder: dict[str, Any] = {}
+
+    def body() -> Any:
+        holder["ns"] = pulumi_kubernetes.core.v1.Namespace("shop", metadata={"name": "shop"})
+        return CanaryService("cart", opts=pulumi.ResourceOptions(depends_on=[holder["ns"]])).urn
+
+    run(body)
+    assert seen == [[holder["ns"]], [holder["ns"]]]
+
+
+def test_gateway_api_weights_are_read_as_the_api_server_stores_the_rule() -> None:
+    # A rule declared without matches comes back with the CRD's default match; the readback
+    # once took that for an A/B rule and read no weights at all (found on the lab).
+    stored = {"spec": {"rules": [
+        {"matches": [{"headers": [{"name": "x-canary", "value": "1"}]}],
+         "backendRefs": [{"name": "cart-canary", "weight": 100}]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+         "backendRefs": [{"name": "cart-primary", "weight": 75},
+                         {"name": "cart-canary", "weight": 25}]},
+    ]}}
+    assert ROUTERS["gateway-api"].weights(stored, "cart") == (75, 25)
+    prefixed = {"spec": {"rules": [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+         "backendRefs": [{"name": "cart-primary", "weight": 75}]}]}}
+    assert ROUTERS["gateway-api"].weights(prefixed, "cart") == (None, None)
