@@ -75,6 +75,18 @@ class StackFile:
         with self._exclusive():
             self._remove(keys)
 
+    def add_block(self, lines: list[str], data: dict[str, Any]) -> None:
+        """Adds new keys as these lines of YAML (comments allowed) at the end of `config:`;
+        `data` is what they must parse to. A key already present is refused."""
+        with self._exclusive():
+            text = self._read()
+            doc = _Document(text, self.path)
+            present = sorted(set(data) & set(doc.entries))
+            if present:
+                raise InvalidInput(f"{self.path} already sets {', '.join(present)}",
+                                   hint="edit those keys instead, or remove them first")
+            self._commit(text, [doc.append_lines(lines)], written=data, removed=[])
+
     def _set(self, values: dict[str, str]) -> None:
         """Sets plain config keys (`project:key`) so that Pulumi reads back exactly `values`."""
         for key, value in values.items():
@@ -296,22 +308,28 @@ class _Document:
 
     def append(self, lines: dict[str, str]) -> _Splice:
         """New `key: value` lines at the end of `config:` (created if need be)."""
+        return self.append_lines([f"{_render_key(k)}: {v}" for k, v in lines.items()])
+
+    def append_lines(self, lines: list[str]) -> _Splice:
+        """Lines of YAML (keys of `config:`, their nested values, comments) at the end of
+        `config:`, each indented as the config's keys are."""
         nl = self.newline
+
+        def block(indent: str) -> str:
+            return "".join(f"{indent}{line}{nl}" if line else nl for line in lines)
+
         if self.entries:
             first = next(iter(self.entries.values())).key
-            indent = " " * first.start_mark.column
-            body = "".join(f"{indent}{_render_key(k)}: {v}{nl}" for k, v in lines.items())
+            body = block(" " * first.start_mark.column)
             return self._insert(self._after(list(self.entries.values())[-1]), body)
         if self.config_key is not None and self.config is not None:
             column = self.config_key.start_mark.column
-            indent = " " * (column + _INDENT)
-            body = "".join(f"{indent}{_render_key(k)}: {v}{nl}" for k, v in lines.items())
+            body = block(" " * (column + _INDENT))
             if self.config.end_mark.index > self.config.start_mark.index:
                 return self._replace_null_config(body)  # `config: {}` or `config: null`
             return self._insert(self._line_end(self.config_key.end_mark.index), body)
         indent = " " * (self.root.value[0][0].start_mark.column if self.root else 0)
-        body = f"{indent}config:{nl}" + "".join(
-            f"{indent}{' ' * _INDENT}{_render_key(k)}: {v}{nl}" for k, v in lines.items())
+        body = f"{indent}config:{nl}" + block(indent + " " * _INDENT)
         if self.root is not None:
             last_key, last_value = self.root.value[-1]
             return self._insert(self._after(_Entry(last_key, last_value)), body)

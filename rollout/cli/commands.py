@@ -303,6 +303,35 @@ def history(
 
 
 @app.command()
+def init(
+    stack: StackOption,
+    service: Annotated[str, typer.Option(
+        "--service", help="the new service's name: its config namespace and default app")],
+    version: Annotated[str, typer.Option(
+        "--version", "-v", help="the version running today (stableVersion)")],
+    image: Annotated[str | None, typer.Option(
+        help="image repository without tag (leave out if the program sets it in code)")] = None,
+    router: Annotated[str | None, typer.Option(
+        help="istio or gateway-api (default: istio, or what the program sets)")] = None,
+    namespace: Annotated[str | None, typer.Option(
+        help="its namespace (default: default, or what the program sets)")] = None,
+    project_dir: ProjectOption = None,
+) -> None:
+    """Add a canary service's config to the stack file of an existing project: its keys and
+    a first analysis policy, each with a comment. Declare it in the program with
+    `CanaryService("<service>")`, then `pulumi up`."""
+    from rollout.app.scaffolding import init_service
+
+    path, lines = init_service(stack, service, version=version, image=image, router=router,
+                               namespace=namespace, project_dir=project_dir)
+    out.print(f"added to {path}:", highlight=False)
+    out.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"next: declare CanaryService({service!r}) in your program (from "
+                  "rollout.pulumi import CanaryService), then `pulumi up` and "
+                  f"`rollout run --stack {stack} --service {service} --version <new>`")
+
+
+@app.command()
 def install(
     kubeconfig: Annotated[str | None, typer.Option(
         help="the cluster's kubeconfig (default: $KUBECONFIG, else the lab's)")] = None,
