@@ -3,11 +3,12 @@
 The CLI starts a language plugin with its engine address as the last argument and reads the
 plugin's gRPC port from its first line of output. Running the program is the SDK's own job
 (the same server the Automation API uses for inline programs); this file only finds the
-project's `main` and puts the project on sys.path.
+project's `main` (or the function CANARY_PROGRAM names) and puts the project on sys.path.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import runpy
 import signal
@@ -36,9 +37,16 @@ def project_root(start: Path) -> Path:
 
 
 def program() -> None:
+    """The project's `main` as `python <main>` runs it, or, when CANARY_PROGRAM names one
+    (`module:function`, `rollout run --program`), that function of a module of the project."""
     root = project_root(Path(os.getcwd()))
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+    entry = os.environ.get("CANARY_PROGRAM")
+    if entry:
+        module, _, function = entry.partition(":")
+        getattr(importlib.import_module(module), function or "main")()
+        return
     runpy.run_path(str(project_main(root)), run_name="__main__")
 
 

@@ -285,9 +285,27 @@ class StackAdapter:
         return self.deployed_services().get(service)
 
     def deployed_services(self) -> dict[str, dict[str, Any]]:
-        """Each deployed canary service's registered outputs, by service name."""
-        return {str(r.get("urn", "")).rsplit("::", 1)[-1]: dict(r.get("outputs") or {})
-                for r in self._resources() if r.get("type") == COMPONENT_TYPE}
+        """Each deployed canary service's registered outputs, by service name, with the
+        image its primary Deployment runs according to the state (`stableImage`)."""
+        resources = self._resources()
+        found = {}
+        for component in (r for r in resources if r.get("type") == COMPONENT_TYPE):
+            outputs = dict(component.get("outputs") or {})
+            primary = f"::{outputs.get('primaryDeployment')}"
+            for child in resources:
+                if (child.get("parent") == component["urn"]
+                        and child.get("type") == "kubernetes:apps/v1:Deployment"
+                        and str(child.get("urn", "")).endswith(primary)):
+                    outputs["stableImage"] = _image(child)
+            found[str(component["urn"]).rsplit("::", 1)[-1]] = outputs
+        return found
+
+
+def _image(deployment: dict[str, Any]) -> str | None:
+    try:
+        return str(deployment["outputs"]["spec"]["template"]["spec"]["containers"][0]["image"])
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 def _component(resources: list[dict[str, Any]], service: str) -> dict[str, Any] | None:

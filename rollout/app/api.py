@@ -10,6 +10,7 @@ project (default: CANARY_PROJECT_DIR, else the current directory's project).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import time
@@ -41,6 +42,7 @@ from rollout.core.stackconfig import (
     choose_service,
     plain_config,
     services_in,
+    validate_program,
     validate_stack_name,
 )
 from rollout.core.state import RolloutState, unfinished_rollout_id
@@ -93,9 +95,12 @@ class Rollouts:
 
     def __init__(self, *, stack: str, service: str | None = None,
                  project_dir: Path | None = None, on_progress: Progress | None = None,
-                 journal_directory: Path | None = None) -> None:
+                 journal_directory: Path | None = None, program: str | None = None) -> None:
         self.stack_name = validate_stack_name(stack)
         self.project_dir = project_dir or project_root()
+        # Run instead of the project's `main` by the language host, in a fresh process per
+        # update as `pulumi up` runs a program (never inline in this one: issue 10).
+        self.program = program if program is None else _program(program, self.project_dir)
         self.on_progress = on_progress
         self._requested_service = service
         self._service: str | None = None
@@ -166,6 +171,8 @@ class Rollouts:
     def adapter(self) -> StackAdapter:
         if self._adapter is None:
             env = engine_environment()
+            if self.program is not None:
+                env["CANARY_PROGRAM"] = self.program
             self._adapter = StackAdapter(stack=self.stack_name, project_dir=self.project_dir,
                                          env=env, pulumi_bin=locate().pulumi)
         return self._adapter
@@ -277,6 +284,17 @@ class Rollouts:
 
     def _require_running(self, action: str) -> str:
         return unfinished_rollout_id(self.journal.load(), stack=self.stack_name, action=action)
+
+
+def _program(entry: str, project_dir: Path) -> str:
+    """The entry point, once its module is known to exist (nothing of it is run here)."""
+    validate_program(entry)
+    top = entry.partition(":")[0].split(".")[0]
+    local = (project_dir / f"{top}.py").is_file() or (project_dir / top / "__init__.py").is_file()
+    if not local and importlib.util.find_spec(top) is None:
+        raise InvalidInput(f"--program {entry}: no module {top} in {project_dir} or installed",
+                           hint="name a module of the project (its folder is on the path)")
+    return entry
 
 
 def _code_settings(outputs: dict[str, Any] | None) -> dict[str, Any]:

@@ -154,13 +154,19 @@ ProjectOption = Annotated[Path | None, typer.Option(
     help="the Pulumi project's directory (default: the one holding the current directory)")]
 
 
+ProgramOption = Annotated[str | None, typer.Option(
+    "--program", envvar="CANARY_PROGRAM", help="module:function to run as the Pulumi program "
+    "instead of the project's main (in the language host, fresh for every update)")]
+
+
 def _rollouts(stack: str, service: str | None = None, project_dir: Path | None = None, *,
-              progress: bool = True):
+              progress: bool = True, program: str | None = None):
     from rollout.app.api import Rollouts
     from rollout.cli.progress import ProgressPrinter
 
     printer = ProgressPrinter(console) if progress else None
-    return Rollouts(stack=stack, service=service, project_dir=project_dir, on_progress=printer)
+    return Rollouts(stack=stack, service=service, project_dir=project_dir, on_progress=printer,
+                    program=program)
 
 
 def _finish(result, output: Output) -> None:
@@ -180,19 +186,21 @@ def run(
         help="on SIGINT/SIGTERM leave the rollout where it is instead of reverting")] = False,
     service: ServiceOption = None,
     project_dir: ProjectOption = None,
+    program: ProgramOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Roll VERSION out on STACK: canary, analysis between steps, promote or revert. Only the
     service's own resources are updated."""
-    result = _rollouts(stack, service, project_dir).run(version, leave_paused=leave_paused)
+    result = _rollouts(stack, service, project_dir, program=program).run(
+        version, leave_paused=leave_paused)
     _finish(result, output)
 
 
 @app.command()
 def resume(stack: StackOption, service: ServiceOption = None, project_dir: ProjectOption = None,
-           output: OutputOption = Output.text) -> None:
+           program: ProgramOption = None, output: OutputOption = Output.text) -> None:
     """Continue an unfinished rollout (after a crash, a kill or a paused signal)."""
-    result = _rollouts(stack, service, project_dir).resume()
+    result = _rollouts(stack, service, project_dir, program=program).resume()
     _finish(result, output)
 
 
@@ -202,10 +210,11 @@ def abort(
     reason: Annotated[str, typer.Option(help="why; shown in the outcome")] = "aborted by a person",
     service: ServiceOption = None,
     project_dir: ProjectOption = None,
+    program: ProgramOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Revert the rollout now (asks the running driver, or reverts an orphaned one)."""
-    result = _rollouts(stack, service, project_dir).abort(reason)
+    result = _rollouts(stack, service, project_dir, program=program).abort(reason)
     if result is None:
         console.print("abort requested; the running driver reverts the stack now")
         return

@@ -74,6 +74,18 @@ def choose_service(services: list[str], requested: str | None, *, stack: str) ->
     return requested
 
 
+PROGRAM = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$")
+
+
+def validate_program(entry: str) -> str:
+    """`module:function` (function defaults to main), as `--program` takes it."""
+    if not PROGRAM.match(entry):
+        raise InvalidInput(f"{entry!r} is not a program entry point",
+                           hint="use module:function, e.g. shop.infra:main (a module of the "
+                           "project or an installed one)")
+    return entry
+
+
 def validate_stack_name(name: str) -> str:
     if not STACK_NAME.match(name):
         raise InvalidInput(

@@ -89,9 +89,14 @@ class CanaryService(pulumi.ComponentResource):
         }
         self.route = router_for(settings.router).declare(settings, child)
         self.outputs = stack_outputs(settings, route=self.route)
-        # What the driver reads back from the deployment: the settings given in code, which
-        # it cannot see in the stack config.
-        self.register_outputs({**self.outputs, "codeSettings": _plain(settings, given)})
+        # Recorded in the state: what the service is, and the settings given in code (the
+        # driver cannot see them in the stack config). Never the weights or versions: a
+        # component's outputs are recorded by every update, even one targeted at another
+        # service, so they would show config that was never deployed.
+        self.register_outputs({
+            **{key: self.outputs[key] for key in IDENTITY_OUTPUTS},
+            "codeSettings": _plain(settings, given),
+        })
 
 
 def _waits_for(depends_on: Any) -> list[Any]:
@@ -120,6 +125,10 @@ def _register(name: str, settings: ServiceSettings) -> None:
                 f"service {other}'s: both would own {settings.app}, {settings.app}-primary and "
                 f"{settings.app}-canary; give one another app or namespace", has_value=False)])
     declared[name] = where
+
+
+IDENTITY_OUTPUTS = ("app", "namespace", "router", "routeName", "routeKind",
+                    "primaryDeployment", "canaryDeployment")
 
 
 def stack_outputs(settings: ServiceSettings, *, route: RouterOutputs) -> dict[str, Any]:
