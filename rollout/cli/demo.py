@@ -39,8 +39,9 @@ class DemoRun:
         return self.result.outcome == self.expected
 
 
-def demo_project(lab: Lab, *, namespace: str = "demo") -> Path:
-    """A project folder in the lab's state: Pulumi.yaml and a stack made from the lab stack."""
+def demo_project(lab: Lab, *, namespace: str = "demo", interval: str | None = None) -> Path:
+    """A project folder in the lab's state: Pulumi.yaml and a stack made from the lab stack
+    (with another analysis interval, for tests that need the demo faster)."""
     root = install_root()
     target = project_copy(lab.layout.root / "demo-project")
     config = yaml.safe_load((root / "stacks" / "Pulumi.lab.yaml").read_text())
@@ -49,6 +50,8 @@ def demo_project(lab: Lab, *, namespace: str = "demo") -> Path:
     values[f"{PREFIX}:stableVersion"] = "v1"
     for key in ("canaryVersion", "canaryWeight", "canaryReplicas"):
         values.pop(f"{PREFIX}:{key}", None)
+    if interval is not None:
+        values[f"{PREFIX}:analysis"]["interval"] = interval
     (target / "stacks" / f"Pulumi.{STACK}.yaml").write_text(
         yaml.safe_dump(config, sort_keys=False))
     return target
@@ -74,10 +77,10 @@ def wait_for_series(prometheus: str, *, workload: str, namespace: str,
 
 
 def run_demo(*, progress: Progress, say: Any = print, rps: float = 20.0,
-             reports_dir: Path | None = None) -> list[DemoRun]:
+             reports_dir: Path | None = None, interval: str | None = None) -> list[DemoRun]:
     lab = Lab()
     lab.up(progress=lambda msg: say(f"lab: {msg}"))
-    project = demo_project(lab)
+    project = demo_project(lab, interval=interval)
     # The lab stack's state lives in the lab cluster (stateStore: cluster, the default):
     # `kubectl get canaryrollouts -A` shows the demo while it runs.
     rollouts = Rollouts(stack=STACK, project_dir=project, on_progress=progress)
