@@ -131,6 +131,7 @@ class Driver:
         self._ignored: set[str] = set()
         self._orphaned_up = ""
         self._notes: list[dict[str, Any]] = []
+        self._scope: dict[bool, list[str]] = {}
 
     # -- entry points -----------------------------------------------------------------
 
@@ -546,12 +547,7 @@ class Driver:
     def _up(self, state: RolloutState, what: str, *, weight_only: bool = False,
             awaits_pods: bool = False) -> float:
         self._interrupts(state)
-        targets = None
-        if self.targeted_steps:
-            # Only this service's resources: other services and resources of the stack are
-            # never part of its rollout, whatever their config says meanwhile.
-            types = WEIGHT_STEP_TYPES if weight_only else None
-            targets = self.stack.service_targets(self.keys.service, types=types) or None
+        targets = self._targets(weight_only=weight_only) if self.targeted_steps else None
         self._progress(state, f"pulumi up: {what}")
         # Recorded so that a driver resuming after this one was killed knows whose lock it is.
         self.journal.save((self.journal.load() or state).moved(up_in_flight=_this_driver()))
@@ -599,6 +595,18 @@ class Driver:
                        seconds=round(seconds, 2))
             self._progress(state, f"pulumi up done in {seconds:.1f}s: {changes}")
             return seconds
+
+    def _targets(self, *, weight_only: bool) -> list[str] | None:
+        """Only this service's resources: other services and resources of the stack are never
+        part of its rollout, whatever their config says meanwhile. Read from the state once
+        per rollout (a rollout changes no resource's URN); None when it is not deployed."""
+        if weight_only not in self._scope:
+            types = WEIGHT_STEP_TYPES if weight_only else None
+            found = self.stack.service_targets(self.keys.service, types=types)
+            if not found:
+                return None
+            self._scope[weight_only] = found
+        return self._scope[weight_only]
 
     @contextmanager
     def _running_up(self, awaits_pods: bool) -> Iterator[_Deadline]:

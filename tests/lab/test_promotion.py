@@ -75,7 +75,7 @@ class Pipeline:
 
     def primary_version(self, stack: Rollouts) -> str:
         outputs = stack.adapter.outputs()
-        return ClusterReadback(app="demo", namespace=outputs["namespace"], router="istio",
+        return ClusterReadback(app="demo", namespace=outputs["demo"]["namespace"], router="istio",
                                kubeconfig=str(self.lab.layout.kubeconfig)).live().primary_version
 
 

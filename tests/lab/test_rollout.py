@@ -425,7 +425,8 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
     weights = {weight for _, weight in watch.seen}
     assert {"Progressing", "Waiting", "Succeeded"} <= phases, watch.seen
     assert {"20", "50"} <= weights, watch.seen
-    assert watch.header.split()[:6] == ["NAMESPACE", "NAME", "STACK", "PHASE", "STEP", "WEIGHT"]
+    assert watch.header.split()[:7] == ["NAMESPACE", "NAME", "STACK", "SERVICE", "PHASE", "STEP",
+                                        "WEIGHT"]
     listed = b.cli("history", "--output", "json")
     out, _ = listed.communicate(timeout=60)
     history = json.loads(out)

@@ -75,6 +75,7 @@ class FakeStack:
         return {}
 
     def service_targets(self, service: str, *, types: set[str] | None = None) -> list[str]:
+        self.scope_reads = getattr(self, "scope_reads", 0) + 1
         component = "canary:index:CanaryService"
         if types is None:
             return [f"urn:pulumi:lab::canary-service::{component}::{service}"]

@@ -28,3 +28,24 @@ def test_importing_the_package_loads_no_pulumi() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+def test_the_distribution_ships_rollout_only_never_a_top_level_infra() -> None:
+    # An `infra` package in site-packages shadowed every user project's own infra/ folder.
+    import tomllib
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[2]
+    found = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = find_packages(str(root), include=found["packages"]["find"]["include"])
+    assert {p.split(".")[0] for p in packages} == {"rollout"}
+    assert "rollout.pulumi" in packages and "rollout.pulumi.routers" in packages
+
+
+def test_the_component_is_importable_as_a_user_program_imports_it() -> None:
+    code = "from rollout.pulumi import CanaryService; print(CanaryService.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "CanaryService"

@@ -68,6 +68,7 @@ def test_a_good_release_walks_every_step_and_is_promoted(tmp_path: Path) -> None
     assert stack.ups[0]["targets"] == [
         "urn:pulumi:lab::canary-service::canary:index:CanaryService::demo"]
     assert all(up["targets"] for up in stack.ups)
+    assert stack.scope_reads == 2, "the state is read once per kind of step, not per update"
     assert journal.history()[-1].outcome is Outcome.PROMOTED
 
 
