@@ -47,6 +47,8 @@ from rollout.core.tally import Tally, add_check
 
 Progress = Callable[[RolloutState, str], None]
 LOCK_WAIT_SECONDS = 120.0
+# Between tries of a locked stack: another service's update on it takes 2-3 s.
+LOCK_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -578,8 +580,8 @@ class Driver:
                         if self._orphaned_lock(state):
                             continue
                         raise
-                    self.clock.sleep(2.0)
-                    waited += 2.0
+                    self.clock.sleep(LOCK_POLL_SECONDS)
+                    waited += LOCK_POLL_SECONDS
                     continue
                 # Only an update that started no step is safe to repeat as it is.
                 if failed.changed or retried:

@@ -434,7 +434,7 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
     for clone in (a, b):
         assert not (clone.journal_dir / f"{service.stack}.demo.json").exists(), "no file journal"
     described = _kubectl(service, "describe", "canaryrollout", "-n", service.namespace,
-                         service.stack)
+                         f"{service.stack}-demo")
     assert "Succeeded" in described and "Waiting" in described
     assert re.search(r"AnalysisPassed .* at 50%: request-success-rate [\d.]+ \(primary [\d.]+\) "
                      "PASS", described), described

@@ -32,6 +32,10 @@ EXAMPLE = install_root() / "examples" / "shop"
 FAST = {"interval": "5s", "threshold": 1, "stepWeights": [50],
         "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}},
                     {"name": "request-duration", "thresholdRange": {"max": 500}}]}
+# cart's bad v3 must fail an analysis: two of them, so that one lucky window (about 1 in 500
+# at 40 requests/s) cannot promote it.
+TWO_CHECKS = {**FAST, "stepWeights": [40, 50]}
+
 CART = ("cart", "cart-primary", "cart-canary")
 CHECKOUT = ("checkout", "checkout-primary", "checkout-canary")
 
@@ -116,7 +120,7 @@ def shop(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     config = yaml.safe_load((EXAMPLE / "stacks" / "Pulumi.lab.yaml").read_text())
     values = config["config"]
     values.update({"shop:namespace": namespace, "checkout:analysis": FAST,
-                   "cart:analysis": FAST})
+                   "cart:analysis": TWO_CHECKS})
     (root / "stacks" / "Pulumi.lab.yaml").unlink()
     (root / "stacks" / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(config))
     env = {key: value for key, value in os.environ.items()

@@ -392,7 +392,7 @@ def test_a_stale_pulumi_lock_is_cleared_and_the_step_retried(tmp_path: Path) -> 
 def test_a_live_lock_that_never_clears_fails_the_step(tmp_path: Path) -> None:
     from rollout.core.errors import StackLocked
 
-    stack = FakeStack(fail_when=lambda cfg, n: StackLocked("locked") if n in (1, *range(2, 200))
+    stack = FakeStack(fail_when=lambda cfg, n: StackLocked("locked") if n in (1, *range(2, 1000))
                       and cfg.get("canaryWeight") == "20" else None)
     driver, stack, _, _ = make(tmp_path, stack=stack)
     state = driver.run("v2")
