@@ -67,10 +67,12 @@ class Shop:
                         "--output", "json", *options)
 
     def state(self) -> dict[str, Any]:
-        """Each Pulumi resource of the stack as recorded in its state, by URN."""
-        done = self.run("stack", "export", "--stack", self.stack, tool="pulumi")
-        assert done.returncode == 0, done.stderr
-        return {r["urn"]: r for r in json.loads(done.stdout)["deployment"]["resources"]}
+        """Each Pulumi resource of the stack as recorded in its state, by URN: read from the
+        lab's file backend, as `pulumi stack export` would print it, without a CLI start."""
+        checkpoint = (self.lab.layout.pulumi_backend / ".pulumi" / "stacks" / "shop"
+                      / f"{self.stack}.json")
+        latest = json.loads(checkpoint.read_text())["checkpoint"]["latest"]
+        return {r["urn"]: r for r in latest["resources"]}
 
     def live(self, names: tuple[str, ...]) -> dict[str, str]:
         """resourceVersion of each live object of these apps, and of the ConfigMap."""
@@ -181,6 +183,37 @@ def test_checkout_is_promoted_without_touching_cart_or_the_configmap(shop: Shop)
     stack_file = yaml.safe_load(shop.stack_file.read_text())["config"]
     assert stack_file["checkout:stableVersion"] == "v2"
     assert stack_file["cart:stableVersion"] == "v1"
+
+
+def test_a_weight_step_by_hand_is_config_set_plus_up(shop: Shop) -> None:
+    # What the driver does in a step, a person does with two commands per step.
+    original = shop.stack_file.read_bytes()
+
+    def pulumi(*args: str) -> str:
+        done = shop.run(*args, "--stack", shop.stack, "--non-interactive", tool="pulumi")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
+    def weights() -> list[int]:
+        api = kube.api_client(shop.lab.layout.kubeconfig)
+        try:
+            route = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                "networking.istio.io", "v1", shop.namespace, "virtualservices", "checkout")
+        finally:
+            api.close()
+        primary = next(h for h in route["spec"]["http"] if h["name"] == "primary")
+        return [d["weight"] for d in primary["route"]]
+
+    try:
+        for key, value in (("canaryVersion", "v1"), ("canaryReplicas", "1"),
+                           ("canaryWeight", "30")):
+            pulumi("config", "set", f"checkout:{key}", value)
+        pulumi("up", "--yes")
+        assert weights() == [70, 30]
+    finally:
+        shop.stack_file.write_bytes(original)
+        pulumi("up", "--yes")
+    assert weights() == [100, 0]
 
 
 def test_a_bad_cart_is_reverted_without_touching_checkout(shop: Shop) -> None:
