@@ -281,9 +281,6 @@ class StackAdapter:
                     found.append(child["urn"])
         return found
 
-    def service_outputs(self, service: str) -> dict[str, Any] | None:
-        return self.deployed_services().get(service)
-
     def deployed_services(self) -> dict[str, dict[str, Any]]:
         """Each deployed canary service's registered outputs, by service name, with the
         image its primary Deployment runs according to the state (`stableImage`)."""

@@ -34,7 +34,7 @@ from rollout.app.driver import Driver, Progress, Target
 from rollout.core.errors import InvalidInput, SettingsError
 from rollout.core.policy import Policy, analysis_spec, load_policy
 from rollout.core.ports import StateStore
-from rollout.core.service import ServiceSettings, service_settings
+from rollout.core.service import ServiceSettings, owned_objects, service_settings
 from rollout.core.stack_data import ConfigEntry
 from rollout.core.stackconfig import (
     VERSION_TAG,
@@ -107,7 +107,7 @@ class Rollouts:
         self._journal_directory = journal_directory
         self._store: StateStore | None = None
         self._adapter: StackAdapter | None = None
-        self._code: dict[str, Any] | None = None
+        self._deployed: dict[str, dict[str, Any]] | None = None
 
     @property
     def settings_file(self) -> Path:
@@ -160,7 +160,7 @@ class Rollouts:
         namespace = plain.get(f"{service}:namespace")
         if namespace is None:
             # Set in code, if anywhere: the deployed component says which.
-            namespace = self._code_settings().get("namespace", defaults["namespace"].default)
+            namespace = self.code_settings().get("namespace", defaults["namespace"].default)
         context = plain.get("kubernetes:context")
         return ClusterStore.from_kubeconfig(
             stack=self.stack_name, namespace=str(namespace), service=service,
@@ -177,18 +177,26 @@ class Rollouts:
                                          env=env, pulumi_bin=locate().pulumi)
         return self._adapter
 
-    def _code_settings(self) -> dict[str, Any]:
+    def deployed_services(self) -> dict[str, dict[str, Any]]:
+        """Every service's component outputs at the last update, read from the state once."""
+        if self._deployed is None:
+            self._deployed = self.adapter.deployed_services()
+        return self._deployed
+
+    def deployed(self) -> dict[str, Any]:
+        """This service's component outputs at the last update; {} when not deployed."""
+        return self.deployed_services().get(self.service) or {}
+
+    def code_settings(self) -> dict[str, Any]:
         """The settings the program gave the service in code, as its last update recorded."""
-        if self._code is None:
-            self._code = _code_settings(self.adapter.service_outputs(self.service))
-        return self._code
+        return _code_settings(self.deployed())
 
     def settings(self, config: dict[str, ConfigEntry] | None = None) -> ServiceSettings:
         """The service's settings as the program sees them: stack config plus code."""
         service = self.service
         raw = plain_config(self.adapter.config() if config is None else config, service)
         try:
-            return service_settings(service, raw, self._code_settings())
+            return service_settings(service, raw, self.code_settings())
         except SettingsError as err:
             raise InvalidInput(str(err), hint=f"fix {self.settings_file} or use "
                                "`pulumi config set`") from err
@@ -201,10 +209,10 @@ class Rollouts:
     def check_services(self, config: dict[str, ConfigEntry]) -> None:
         """Refuses a stack where two services would own the same Kubernetes objects."""
         owners: dict[tuple[str, str], str] = {}
-        deployed = self.adapter.deployed_services()
+        deployed = self.deployed_services()
         for service in services_in(config):
             raw = {**_code_settings(deployed.get(service)), **plain_config(config, service)}
-            app, namespace = str(raw.get("app", service)), str(raw.get("namespace", "default"))
+            namespace, app = owned_objects(service, raw)
             other = owners.setdefault((namespace, app), service)
             if other != service:
                 raise InvalidInput(

@@ -56,9 +56,8 @@ def read_environment(rollouts: Rollouts) -> Environment:
     service = rollouts.service
     journal = {"current": rollouts.status(), "history": tuple(rollouts.history())}
     raw = plain_config(rollouts.adapter.config(), service)
-    outputs = rollouts.adapter.service_outputs(service) or {}
-    code = outputs.get("codeSettings") if isinstance(outputs.get("codeSettings"), dict) else {}
-    image = raw.get("image", (code or {}).get("image"))
+    outputs = rollouts.deployed()
+    image = raw.get("image", rollouts.code_settings().get("image"))
     return Environment(
         stack=name, service=service, image=_text(image),
         stable_version=_text(raw.get("stableVersion")),

@@ -25,11 +25,6 @@ class StackPort(Protocol):
         it, or only those of `types`; [] when it is not deployed."""
         ...
 
-    def service_outputs(self, service: str) -> dict[str, Any] | None:
-        """The outputs the service's component registered at the last update; None when it is
-        not deployed."""
-        ...
-
     def deployed_services(self) -> dict[str, dict[str, Any]]:
         """Every deployed service's registered outputs, by service name."""
         ...

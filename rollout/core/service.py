@@ -358,6 +358,14 @@ def load_settings(raw: Mapping[str, Any], *, service: str) -> ServiceSettings:
                            rules=RULES, placeholders=_MISSING_PLACEHOLDER, by_name=False)
 
 
+def owned_objects(service: str, raw: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, app) of a service's Kubernetes objects, from its unvalidated settings:
+    two services with the same pair would own the same Deployments, Services and route."""
+    fields = ServiceSettings.model_fields
+    return (str(raw.get("namespace", fields["namespace"].default)),
+            str(raw.get("app", service)))
+
+
 def code_settings(service: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """Settings a program passes to `CanaryService(service, **given)`, keyed as in config.
 

@@ -82,9 +82,6 @@ class FakeStack:
         return [f"urn:pulumi:lab::canary-service::{component}$kubernetes:networking.istio.io/v1:"
                 f"VirtualService::{service}"]
 
-    def service_outputs(self, service: str) -> dict[str, Any] | None:
-        return self.deployed_services().get(service)
-
     def deployed_services(self) -> dict[str, dict[str, Any]]:
         return {"demo": {"codeSettings": {}}}
 

@@ -66,7 +66,7 @@ def test_a_weight_step_targets_only_the_services_route(adapter: StackAdapter) ->
 
 def test_a_service_not_deployed_has_no_targets(adapter: StackAdapter) -> None:
     assert adapter.service_targets("payments") == []
-    assert adapter.service_outputs("payments") is None
+    assert "payments" not in adapter.deployed_services()
 
 
 def test_deployed_services_carry_their_outputs_and_the_primarys_image(
