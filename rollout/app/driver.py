@@ -384,12 +384,26 @@ class Driver:
             state = self._gate(state, "confirm-traffic-increase")
         state = self._save(state.moved(weight=step.weight))
         self._canary_before_traffic(state)
+        started = time.monotonic()
         self.stack.set_config(self._desired(state))
-        seconds = self._up(state, f"weight {step.weight}%", weight_only=True)
+        self._up(state, f"weight {step.weight}%", weight_only=True)
+        self._check_live_weight(step.weight)
+        # The whole step as a user pays it: config, targeted update, journal, readback.
+        seconds = time.monotonic() - started
         return self._save(state.moved(step_applied=True,
                                       step_seconds=[*state.step_seconds, seconds])
                           .with_event(f"canary weight set to {step.weight}%",
                                       seconds=round(seconds, 2)))
+
+    def _check_live_weight(self, weight: int) -> None:
+        """The analysis that follows judges the traffic the route really carries: a route
+        that does not read back at the step's weight (edited by someone else, or never
+        applied) is a failed step, not a step to judge."""
+        live = self.readback.live()
+        if (live.primary_weight, live.canary_weight) != (100 - weight, weight):
+            raise _Rollback(f"after the step to {weight}% the live route carries "
+                            f"{live.primary_weight}/{live.canary_weight} (primary/canary), not "
+                            f"{100 - weight}/{weight}: something else changed it")
 
     def _next_step(self, state: RolloutState) -> RolloutState:
         if state.step + 1 >= len(self.schedule):

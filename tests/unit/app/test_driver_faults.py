@@ -320,3 +320,26 @@ def test_a_driver_whose_lock_is_taken_stops_before_its_next_action_and_writes_no
     assert saved is not None and saved.phase is Phase.PROGRESSING, "no revert was started"
     assert journal.history() == []
     assert stack.weights_seen()[-1] > 0, "the new holder's traffic was left alone"
+
+
+def test_a_step_whose_route_does_not_read_back_at_its_weight_is_reverted(
+        tmp_path: Path) -> None:
+    # Someone pins the route with kubectl while the first step's update runs: the analysis
+    # would judge traffic the canary does not get. The step fails and the stack is reverted.
+    class PinnedAfterFirstStep(FakeReadback):
+        def live(self):  # type: ignore[no-untyped-def]
+            view = super().live()
+            if view.canary_weight and not self.stack.applied.get("pinned"):
+                self.stack.applied["pinned"] = "yes"
+                return type(view)(95, 5, view.primary_version, view.canary_replicas)
+            return view
+
+    analysis = ScriptedAnalysis()
+    driver, stack, _, journal = make(tmp_path, analysis=analysis)
+    driver.readback = PinnedAfterFirstStep(stack)
+    state = driver.run("v2")
+    assert state.outcome is Outcome.ROLLED_BACK
+    assert "live route carries 95/5 (primary/canary), not" in state.reason
+    assert analysis.calls == []  # nothing was judged on the wrong traffic
+    assert stack.applied.get("canaryWeight", "0") == "0"
+    assert journal.load().outcome is Outcome.ROLLED_BACK
