@@ -17,7 +17,10 @@ from typing import Any
 # helpers and the CLI start without importing Pulumi.
 _EXPORTS = {
     "Rollouts": "rollout.app.api",
-    "RolloutResult": "rollout.app.api",
+    "Fleet": "rollout.app.fleet",
+    "FleetEntry": "rollout.core.fleet",
+    "FleetResult": "rollout.core.fleet",
+    "RolloutResult": "rollout.app.results",
     "release": "rollout.app.promotion",
     "RolloutError": "rollout.core.errors",
     "GateNotMet": "rollout.core.errors",

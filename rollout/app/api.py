@@ -14,7 +14,6 @@ import importlib.util
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from rollout.adapters.toolchain import install_provider_plugin, locate, pulumi_e
 from rollout.adapters.webhooks import WebhookCaller
 from rollout.app.analyzing import MetricAnalysis
 from rollout.app.driver import Driver, Progress, Target
+from rollout.app.results import RolloutResult
 from rollout.core.errors import InvalidInput, SettingsError
 from rollout.core.policy import Policy, analysis_spec, load_policy
 from rollout.core.ports import StateStore
@@ -65,29 +65,6 @@ def engine_environment() -> dict[str, str]:
     env = pulumi_environment(tools, pulumi_home=home, backend_dir=layout.pulumi_backend)
     env["KUBECONFIG"] = os.environ.get("KUBECONFIG", str(layout.kubeconfig))
     return env
-
-
-@dataclass(frozen=True)
-class RolloutResult:
-    outcome: str
-    phase: str
-    reason: str
-    state: RolloutState
-
-    @property
-    def exit_code(self) -> int:
-        return {"promoted": 0, "nothing-to-do": 0, "rolled-back": 1,
-                "infrastructure-failed": 3, "aborted": 4}.get(self.outcome, 3)
-
-    @classmethod
-    def of(cls, state: RolloutState) -> RolloutResult:
-        """The result of a finished rollout, as its journal says."""
-        outcome = str(state.outcome) if state.outcome else "unknown"
-        return cls(outcome=outcome, phase=str(state.phase), reason=state.reason, state=state)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "phase": self.phase, "reason": self.reason,
-                "exit_code": self.exit_code, "rollout": self.state.to_dict()}
 
 
 class Rollouts:

@@ -62,6 +62,8 @@ app = typer.Typer(cls=_ErrorBoundary, no_args_is_help=True, add_completion=False
                   help="Canary releases for Kubernetes on the Pulumi Automation API.")
 lab_app = typer.Typer(no_args_is_help=True, help="The local lab: a real cluster and Prometheus.")
 app.add_typer(lab_app, name="lab")
+fleet_app = typer.Typer(no_args_is_help=True, help="Rollouts of many stacks at once.")
+app.add_typer(fleet_app, name="fleet")
 
 
 @lab_app.command("up")
@@ -159,12 +161,17 @@ ProgramOption = Annotated[str | None, typer.Option(
     "instead of the project's main (in the language host, fresh for every update)")]
 
 
-def _rollouts(stack: str, service: str | None = None, project_dir: Path | None = None, *,
-              progress: bool = True, program: str | None = None):
-    from rollout.app.api import Rollouts
-    from rollout.cli.progress import ProgressPrinter
+EventsOption = Annotated[bool, typer.Option(
+    "--json-events", hidden=True,
+    help="progress as one JSON object per line on stderr (for `rollout fleet run`)")]
 
-    printer = ProgressPrinter(console) if progress else None
+
+def _rollouts(stack: str, service: str | None = None, project_dir: Path | None = None, *,
+              progress: bool = True, program: str | None = None, json_events: bool = False):
+    from rollout.app.api import Rollouts
+    from rollout.cli.progress import JsonProgress, ProgressPrinter
+
+    printer = (JsonProgress() if json_events else ProgressPrinter(console)) if progress else None
     return Rollouts(stack=stack, service=service, project_dir=project_dir, on_progress=printer,
                     program=program)
 
@@ -188,12 +195,68 @@ def run(
     project_dir: ProjectOption = None,
     program: ProgramOption = None,
     output: OutputOption = Output.text,
+    json_events: EventsOption = False,
 ) -> None:
     """Roll VERSION out on STACK: canary, analysis between steps, promote or revert. Only the
     service's own resources are updated."""
-    result = _rollouts(stack, service, project_dir, program=program).run(
-        version, leave_paused=leave_paused)
+    result = _rollouts(stack, service, project_dir, program=program,
+                       json_events=json_events).run(version, leave_paused=leave_paused)
     _finish(result, output)
+
+
+@fleet_app.command("run")
+def fleet_run(
+    stacks: Annotated[str | None, typer.Option(
+        help="comma-separated stacks to roll VERSION out on, e.g. shop-eu,shop-us")] = None,
+    version: Annotated[str | None, typer.Option(
+        "--version", "-v", help="the image tag for every stack of --stacks")] = None,
+    service: ServiceOption = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", dir_okay=False, exists=True,
+        help="a YAML plan: `rollouts:` a list of {stack, version, service?}")] = None,
+    max_parallel: Annotated[int, typer.Option(
+        min=1, help="at most N rollouts at a time; the others wait their turn")] = 4,
+    stop_on_failure: Annotated[bool, typer.Option(
+        help="start no new rollout once one has failed (running ones finish)")] = False,
+    project_dir: ProjectOption = None,
+    program: ProgramOption = None,
+    output: OutputOption = Output.text,
+) -> None:
+    """Roll out several stacks at once, each with its own driver, state and lock; exits with
+    the worst rollout's code (3 > 2 > 4 > 1 > 0)."""
+    import yaml
+
+    from rollout.app.fleet import Fleet
+    from rollout.cli.fleet_view import FleetDisplay, summary_table
+    from rollout.core.errors import InvalidInput
+    from rollout.core.fleet import plan_from_file, plan_from_flags
+
+    if (file is None) == (stacks is None):
+        raise InvalidInput("give either --stacks (with --version) or --file",
+                           hint="e.g. rollout fleet run --stacks a,b --version v2")
+    if file is not None:
+        if version is not None or service is not None:
+            raise InvalidInput("--version and --service go with --stacks; a --file plan "
+                               "names them per rollout", hint="drop them, or drop --file")
+        try:
+            data = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as err:
+            raise InvalidInput(f"{file} is not YAML: {err}", hint="fix the file") from None
+        entries = plan_from_file(data, source=str(file))
+    else:
+        if version is None:
+            raise InvalidInput("--stacks needs --version", hint="add --version v2")
+        entries = plan_from_flags(stacks or "", version, service)
+    with FleetDisplay(console) as display:
+        fleet = Fleet(entries, project_dir=project_dir, program=program,
+                      max_parallel=max_parallel, stop_on_failure=stop_on_failure,
+                      on_update=display)
+        result = fleet.run()
+    if output is Output.json:
+        out.print_json(json.dumps(result.to_dict(), default=str))
+    else:
+        out.print(summary_table(result))
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 
 from rich.console import Console
@@ -36,3 +38,21 @@ class ProgressPrinter:
             f"{step:<10} canary {state.weight:>3}%  failed {state.failed_checks}  "
             f"{left:<10} {message}"
         )
+
+
+class JsonProgress:
+    """The same events as one JSON object per line on stderr, for a program that watches the
+    driver (`rollout fleet run` reads its drivers' events this way). Redacted as every
+    progress message is: only the phase, numbers and the driver's own words."""
+
+    def __call__(self, state: RolloutState, message: str) -> None:
+        last = state.analyses[-1] if state.analyses else None
+        verdict = ""
+        if last is not None:
+            word = {True: "PASS", False: "FAIL", None: "INCONCLUSIVE"}[last.get("passed")]
+            verdict = f"{word} at {last.get('weight', state.weight)}%"
+        event = {"rollout_id": state.rollout_id, "phase": str(state.phase), "step": state.step,
+                 "total_steps": state.total_steps, "weight": state.weight,
+                 "failed_checks": state.failed_checks, "verdict": verdict, "message": message}
+        sys.stderr.write(json.dumps(event) + "\n")
+        sys.stderr.flush()
