@@ -6,6 +6,7 @@ is idempotent, so a driver killed anywhere resumes by redoing the action of its 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -843,7 +844,8 @@ class Driver:
             else:
                 note = f"{name} again: the rollout {then} now"
             # Plain text: the handler may run in the middle of the progress display's write.
-            os.write(2, f"\n{note}\n".encode())
+            with contextlib.suppress(OSError):  # stderr may be a pipe nobody reads now
+                os.write(2, f"\n{note}\n".encode())
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

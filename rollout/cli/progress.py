@@ -45,7 +45,12 @@ class JsonProgress:
     driver (`rollout fleet run` reads its drivers' events this way). Redacted as every
     progress message is: only the phase, numbers and the driver's own words."""
 
+    def __init__(self) -> None:
+        self.reader_gone = False
+
     def __call__(self, state: RolloutState, message: str) -> None:
+        if self.reader_gone:
+            return
         last = state.analyses[-1] if state.analyses else None
         verdict = ""
         if last is not None:
@@ -54,5 +59,9 @@ class JsonProgress:
         event = {"rollout_id": state.rollout_id, "phase": str(state.phase), "step": state.step,
                  "total_steps": state.total_steps, "weight": state.weight,
                  "failed_checks": state.failed_checks, "verdict": verdict, "message": message}
-        sys.stderr.write(json.dumps(event) + "\n")
-        sys.stderr.flush()
+        try:
+            sys.stderr.write(json.dumps(event) + "\n")
+            sys.stderr.flush()
+        except BrokenPipeError:
+            # The fleet that read these is gone (killed): the rollout goes on to its end.
+            self.reader_gone = True

@@ -166,3 +166,20 @@ def test_a_fleet_needs_one_rollout_at_a_time_at_least(tmp_path: Path, kwargs) ->
         Fleet([FleetEntry("a", "v2")], project_dir=tmp_path, **kwargs)
     with pytest.raises(InvalidInput, match="no rollouts"):
         Fleet([], project_dir=tmp_path)
+
+
+def test_the_real_driver_command_reports_its_error_and_fix(tmp_path: Path) -> None:
+    # The contract the stand-in imitates, on the real `rollout run` (refused before Pulumi).
+    from queue import Queue
+
+    from rollout.adapters.rollout_process import rollout_run_args
+
+    reports: Queue[tuple[str, dict]] = Queue()  # type: ignore[type-arg]
+    args = rollout_run_args(FleetEntry("eu", "v 2"), service="checkout",
+                            project_dir=project(tmp_path, {"eu": ["checkout"]}), program=None)
+    RolloutProcess(args, report=lambda kind, payload: reports.put((kind, payload)),
+                   env={**os.environ, "COLUMNS": "1000"})
+    kind, payload = reports.get(timeout=60)
+    assert kind == "exit" and payload["exit_code"] == 2 and payload["result"] is None
+    assert payload["error"] == ("error: 'v 2' is not a valid image tag fix: use letters, "
+                                "digits, '_', '.', '-' (at most 128)")

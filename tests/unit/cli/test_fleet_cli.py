@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,26 @@ def test_a_stack_of_two_services_without_service_exits_2_before_any_driver_start
     text = " ".join(result.output.split())
     assert "the fleet cannot start: eu:" in text and "--service" in text
     assert "nothing was run" in text
+
+
+def test_driver_events_stop_quietly_when_the_fleet_is_gone(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A fleet killed with SIGKILL leaves its drivers running: their next event must not
+    # end the rollout half way with a BrokenPipeError.
+    import os
+    import sys
+
+    from rollout.cli.progress import JsonProgress
+    from rollout.core.state import RolloutState
+
+    read, write = os.pipe()
+    os.close(read)
+    broken = os.fdopen(write, "w")
+    monkeypatch.setattr(sys, "stderr", broken)
+    progress = JsonProgress()
+    state = RolloutState(stack="eu", candidate="v2", stable="v1", last_good={})
+    progress(state, "step 1")
+    progress(state, "step 2")
+    assert progress.reader_gone
+    monkeypatch.undo()
+    with contextlib.suppress(BrokenPipeError):
+        broken.close()
