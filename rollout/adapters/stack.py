@@ -106,6 +106,7 @@ class StackAdapter:
         self._pulumi_bin = pulumi_bin
         self._stack: auto.Stack | None = None
         self._command: SessionCommand | None = None
+        self._exported: list[dict[str, Any]] | None = None
 
     # -- selection --------------------------------------------------------------------
 
@@ -150,6 +151,16 @@ class StackAdapter:
             self.stack()
             self.settings_file().remove(keys)
 
+    def plain_values(self, keys: list[str]) -> dict[str, str | None]:
+        """These plain keys' values (None: not set), from the settings file when it says so
+        unambiguously (no CLI run: 0.3 s a step), else from `pulumi config`."""
+        found = self.settings_file().plain_values(keys)
+        if found is None:
+            entries = self.config()
+            found = {key: entries[key].value if key in entries and not entries[key].secret
+                     else None for key in keys}
+        return found
+
     def settings_file(self) -> StackFile:
         """The file the CLI reads this stack's config from."""
         return StackFile(settings_path(self.project_dir, self.stack_name))
@@ -176,6 +187,7 @@ class StackAdapter:
         engine's own summary event; `on_event` gets the events once the update has ended."""
         stack = self.stack()
         workspace = stack.workspace
+        self._exported = None
         steps = _StepRecorder(on_event)
         changes: dict[str, int] = {}
         started = time.monotonic()
@@ -211,10 +223,12 @@ class StackAdapter:
         return {str(k): v for k, v in result.change_summary.items()}
 
     def refresh(self) -> None:
+        self._exported = None
         with _translated(self.stack_name):
             self.stack().refresh(suppress_outputs=True)
 
     def destroy(self, *, remove: bool = False) -> None:
+        self._exported = None
         with _translated(self.stack_name):
             self.stack().destroy(suppress_outputs=True)
             if remove:
@@ -230,6 +244,7 @@ class StackAdapter:
 
     def cancel(self) -> None:
         """Clears a lock left by a killed update (file backend: removes the lock file)."""
+        self._exported = None
         with _translated(self.stack_name):
             self.stack().cancel()
 
@@ -258,9 +273,13 @@ class StackAdapter:
         return True
 
     def _resources(self) -> list[dict[str, Any]]:
-        with _translated(self.stack_name):
-            deployment = self.stack().export_stack().deployment or {}
-        return list(deployment.get("resources", []))
+        """The state's resources, exported once until this adapter changes the stack (an
+        export costs 0.5 s for a small stack, 1.4 s for 450 resources)."""
+        if self._exported is None:
+            with _translated(self.stack_name):
+                deployment = self.stack().export_stack().deployment or {}
+            self._exported = list(deployment.get("resources", []))
+        return self._exported
 
     def service_targets(self, service: str, *, types: set[str] | None = None) -> list[str]:
         resources = self._resources()

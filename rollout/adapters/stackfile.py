@@ -75,6 +75,32 @@ class StackFile:
         with self._exclusive():
             self._remove(keys)
 
+    def plain_values(self, keys: list[str]) -> dict[str, str | None] | None:
+        """These keys' values as Pulumi reads them from this file (None: absent), read
+        without the `pulumi` CLI; None when one of them is not a plain value that every YAML
+        reader reads alike (a secret, a structure, `1.10`, `yes`), or when the file imports
+        an environment: then only Pulumi can say."""
+        doc = _Document(self._read(), self.path)
+        if doc.root is not None and any(k.value == "environment"
+                                        for k, _ in doc._pairs(doc.root, "the top level")):
+            return None
+        found: dict[str, str | None] = {}
+        for key in keys:
+            entry = doc.entries.get(key)
+            if entry is None:
+                found[key] = None
+                continue
+            node = entry.value
+            if not isinstance(node, ScalarNode) or getattr(node, "anchor", None):
+                return None
+            value = str(node.value)
+            if node.style is None and not (plain_is_safe(value) or _CANONICAL_INT.match(value)):
+                return None
+            if node.style is not None and str(node.tag) != _STR:
+                return None
+            found[key] = value
+        return found
+
     def add_block(self, lines: list[str], data: dict[str, Any]) -> None:
         """Adds new keys as these lines of YAML (comments allowed) at the end of `config:`;
         `data` is what they must parse to. A key already present is refused."""

@@ -383,13 +383,13 @@ class Driver:
     def _apply_step(self, state: RolloutState, step: Step) -> RolloutState:
         if step.weight > state.weight:
             state = self._gate(state, "confirm-traffic-increase")
+        started = time.monotonic()
         state = self._save(state.moved(weight=step.weight))
         self._canary_before_traffic(state)
-        started = time.monotonic()
         self.stack.set_config(self._desired(state))
         self._up(state, f"weight {step.weight}%", weight_only=True)
         self._check_live_weight(step.weight)
-        # The whole step as a user pays it: config, targeted update, journal, readback.
+        # The whole step as a user pays it: journal, config, targeted update, readback.
         seconds = time.monotonic() - started
         return self._save(state.moved(step_applied=True,
                                       step_seconds=[*state.step_seconds, seconds])
@@ -617,13 +617,15 @@ class Driver:
         """Only this service's resources: other services and resources of the stack are never
         part of its rollout, whatever their config says meanwhile. Read from the state once
         per rollout (a rollout changes no resource's URN); None when it is not deployed."""
-        if weight_only not in self._scope:
-            types = WEIGHT_STEP_TYPES if weight_only else None
-            found = self.stack.service_targets(self.keys.service, types=types)
-            if not found:
-                return None
-            self._scope[weight_only] = found
-        return self._scope[weight_only]
+        if not self._scope:
+            # Both sets from one read of the state, before the first up changes it.
+            scope = {weight_step: self.stack.service_targets(
+                         self.keys.service, types=WEIGHT_STEP_TYPES if weight_step else None)
+                     for weight_step in (False, True)}
+            if not scope[False]:
+                return None  # not deployed yet: a whole up, and another look next time
+            self._scope = scope
+        return self._scope[weight_only] or None
 
     @contextmanager
     def _running_up(self, awaits_pods: bool) -> Iterator[_Deadline]:
@@ -657,10 +659,10 @@ class Driver:
         """Brings the canary's version and pods back first when the stack's config lacks them
         (a resume from a fresh checkout): the route must never lead to a canary with no pods,
         and the up that scales it waits for its pods to be ready."""
-        entries = self.stack.config()
         desired = self._desired(state)
-        pods = {key: desired[key] for key in (self.keys.canary_version, self.keys.canary_replicas)
-                if (entries[key].value if key in entries else None) != desired[key]}
+        keys = [self.keys.canary_version, self.keys.canary_replicas]
+        values = self.stack.plain_values(keys)
+        pods = {key: desired[key] for key in keys if values.get(key) != desired[key]}
         if pods:
             self.stack.set_config(pods)
             self._up(state, f"canary {state.candidate} back to {self._replicas(state)} pods "

@@ -12,6 +12,9 @@ from rollout.core.state import RolloutState
 
 class StackPort(Protocol):
     def config(self) -> dict[str, ConfigEntry]: ...
+    def plain_values(self, keys: list[str]) -> dict[str, str | None]:
+        """These plain keys' values as Pulumi reads them (None: not set), cheaply."""
+        ...
     def set_config(self, values: dict[str, str]) -> None: ...
     def restore_config(self, entries: dict[str, ConfigEntry | None]) -> None:
         """Puts these plain keys back as given (None: removed); leaves every other key alone."""

@@ -43,6 +43,10 @@ class FakeStack:
     def config(self) -> dict[str, ConfigEntry]:
         return dict(self.entries)
 
+    def plain_values(self, keys: list[str]) -> dict[str, str | None]:
+        return {key: self.entries[key].value if key in self.entries
+                and not self.entries[key].secret else None for key in keys}
+
     def set_config(self, values: dict[str, str]) -> None:
         for key, value in values.items():
             self.entries[key] = ConfigEntry(value)

@@ -83,3 +83,57 @@ def test_pulumi_reads_back_exactly_the_strings_written(tmp_path: Path,
     adapter.remove_config([*keys, f"{P}:token"])
     assert path.read_text() == original.replace(f"  {P}:token:\n    secure: {secure}\n", "")
     assert f"{P}:v00" not in adapter.config()
+
+
+# Plain values the `pulumi` CLI itself cannot load ("json: unsupported value: +Inf").
+PULUMI_REFUSES = {".inf", "-.inf", ".NaN"}
+
+
+def test_values_read_without_the_cli_are_what_pulumi_reads_or_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The driver reads its canary keys from the file on every step instead of running
+    # `pulumi config` (0.3 s): an answer must be exactly Pulumi's, or None ("ask Pulumi").
+    for name in ("PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text(f"name: {P}\nruntime: python\n")
+    (tmp_path / "backend").mkdir()
+    env = {"PULUMI_BACKEND_URL": f"file://{tmp_path / 'backend'}",
+           "PULUMI_CONFIG_PASSPHRASE": "contract", "PULUMI_HOME": str(tmp_path / "home"),
+           "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    run(project, {**os.environ, **env}, "stack", "init", "t")
+    path = settings_path(project, "t")
+    adapter = StackAdapter(stack="t", project_dir=project, env=env, pulumi_bin=PULUMI)
+    # By hand, as people type them: plain, single- and double-quoted where YAML allows.
+    lines, keys = [], []
+    for i, value in enumerate(VALUES):
+        for style, text in (("p", value), ("s", "'" + value.replace("'", "''") + "'"),
+                            ("d", '"' + value.replace('"', '\\"') + '"')):
+            if "\n" in value or "\t" in value or (style == "p" and value in PULUMI_REFUSES):
+                continue
+            key = f"{P}:{style}{i:02d}"
+            lines.append(f"  {key}: {text}")
+            keys.append(key)
+    kept = []
+    for line in lines:  # only the lines that are YAML at all
+        try:
+            YAML(typ="safe", pure=True).load("config:\n" + line + "\n")
+            kept.append(line)
+        except Exception:  # a line no YAML reader takes is no test case
+            continue
+    path.write_text("config:\n" + "\n".join(kept) + "\n")
+    keys = [line.split(": ", 1)[0].strip() for line in kept]
+    config = adapter.config()
+    answered = 0
+    for key in keys:
+        found = adapter.settings_file().plain_values([key])
+        if found is None:
+            continue
+        answered += 1
+        assert found[key] == (config[key].value if key in config else None), key
+    assert answered > len(keys) // 2  # most values need no CLI run
+    assert adapter.settings_file().plain_values([f"{P}:absent"]) == {f"{P}:absent": None}
+    # An environment import may set anything: only Pulumi can say.
+    path.write_text("environment:\n  - shop/prod\nconfig:\n  demo:canaryWeight: '20'\n")
+    assert adapter.settings_file().plain_values([f"{P}:canaryWeight"]) is None
