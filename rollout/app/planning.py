@@ -34,7 +34,8 @@ from rollout.core.schedule import Step
 TARGET = 0.9
 SEED = 0
 DEFAULT_MEDIAN_MS = 100.0
-# Median of 10 targeted `pulumi up`s of a weight step on the lab (bench/step_time, README).
+# A weight step on the lab under live traffic: 3.56 s median (bench/revert_latency; 2.6 s on
+# an idle machine, bench/step_cost; bench/README.md "What a step costs").
 STEP_UP_SECONDS = 3.5
 # Searched ranges: the effect grid starts at the largest possible regression and halves.
 MAX_FACTOR = 50.0

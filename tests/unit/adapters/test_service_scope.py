@@ -75,3 +75,28 @@ def test_deployed_services_carry_their_outputs_and_the_primarys_image(
     assert set(deployed) == {"checkout", "cart"}
     assert deployed["cart"]["stableImage"] == "registry.local/cart:v7"
     assert deployed["cart"]["codeSettings"] == {"router": "x"}
+
+
+def test_the_state_is_exported_once_until_the_adapter_changes_the_stack() -> None:
+    # A rollout asked for it three times (0.5-1.4 s each); it changes when an update runs.
+    class Exported:
+        exports = 0
+        refreshes = 0
+
+        def export_stack(self) -> Any:
+            self.exports += 1
+            return type("Deployment", (), {"deployment": {"resources": _deployment()}})()
+
+        def refresh(self, **_: Any) -> None:
+            self.refreshes += 1
+
+    stack = StackAdapter(stack="prod", project_dir=Path("."), env={}, pulumi_bin=Path("pulumi"))
+    fake = Exported()
+    stack._stack = fake  # type: ignore[assignment]
+    stack.deployed_services()
+    stack.service_targets("cart")
+    stack.service_targets("cart", types=WEIGHT_STEP_TYPES)
+    assert fake.exports == 1
+    stack.refresh()
+    stack.service_targets("cart")
+    assert fake.exports == 2 and fake.refreshes == 1
