@@ -9,8 +9,16 @@ from rich.table import Table
 
 from rollout.core.fleet import FleetResult, FleetRow, RowStatus
 
+# A reason can hold a whole PromQL query; `--output json` and `rollout history` keep it all.
+REASON_CHARS = 100
+
 STATUS_COLOURS = {"promoted": "green", "nothing-to-do": "green", "rolled-back": "red",
                   "aborted": "yellow", "skipped": "dim"}
+
+
+def short(reason: str) -> str:
+    reason = reason.split("; query:")[0]
+    return reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 3] + "..."
 
 
 def fleet_table(rows: list[FleetRow], *, title: str = "fleet") -> Table:
@@ -37,7 +45,8 @@ def summary_table(result: FleetResult) -> Table:
         took = f"{row.seconds:.0f}s" if row.seconds is not None else "-"
         table.add_row(row.entry.stack, row.service or row.entry.service or "-",
                       f"[{colour}]{row.outcome}[/{colour}]",
-                      "-" if row.exit_code is None else str(row.exit_code), took, row.reason)
+                      "-" if row.exit_code is None else str(row.exit_code), took,
+                      short(row.reason))
     return table
 
 
@@ -70,7 +79,7 @@ class FleetDisplay:
             self._seen[i] = key
             label = row.entry.label
             if row.status is RowStatus.DONE or row.status is RowStatus.SKIPPED:
-                self.console.print(f"{label}: {row.outcome} ({row.reason})")
+                self.console.print(f"{label}: {row.outcome} ({short(row.reason)})")
             elif row.status is RowStatus.RUNNING:
                 step = f"step {row.step + 1}/{row.total_steps}" if row.step >= 0 else ""
                 self.console.print(f"{label}: {row.phase or 'starting'} {step} weight "
