@@ -501,7 +501,8 @@ def test_the_api_server_stopped_during_a_step_ends_reverted(service: Service) ->
     service.wait_journal(lambda s: s["weight"] == 20 and bool(s["up_in_flight"]))
     service.lab.processes.stop("kube-apiserver")
     try:
-        time.sleep(30)
+        # Long enough for the step's update to fail or to outwait it (both are checked).
+        time.sleep(15)
     finally:
         service.lab.up(progress=lambda msg: None)
         # The lab's controllers come back with stale caches after an API server restart
