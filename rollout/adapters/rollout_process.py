@@ -49,12 +49,14 @@ class RolloutProcess:
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True, env=env)
         self.pid = self._process.pid
+        self.signalled = 0
         self._out = threading.Thread(target=self._read_stdout, daemon=True)
         self._out.start()
         threading.Thread(target=self._read_stderr, daemon=True, name=name).start()
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         """Passes a signal on to the driver (its own handling decides what it means)."""
+        self.signalled += 1
         with contextlib.suppress(ProcessLookupError):
             os.kill(self._process.pid, signum)
 

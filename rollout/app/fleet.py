@@ -90,6 +90,9 @@ class Fleet:
                 while waiting and len(running) < self.max_parallel and not stopping:
                     index = waiting.pop(0)
                     running[index] = self._start(index, events)
+                    if self._signals and not running[index].signalled:
+                        # A signal that came while it started never reached it.
+                        running[index].signal(signal.SIGTERM)
                     self._update()
                 if self._signals:
                     stopping = stopping or "the fleet was interrupted"
