@@ -33,6 +33,7 @@ import yaml
 
 from rollout.app.api import Rollouts
 from rollout.cli.demo import wait_for_series
+from rollout.core.fleet import worst_exit_code
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic
 
@@ -307,7 +308,8 @@ def _merge(a: Run, b: Run) -> Run:
     lab_cpu = {k: a.lab_cpu.get(k, 0) + b.lab_cpu.get(k, 0) for k in {*a.lab_cpu, *b.lab_cpu}}
     outcomes = {k: a.outcomes.get(k, 0) + b.outcomes.get(k, 0)
                 for k in {*a.outcomes, *b.outcomes}}
-    return Run(a.size, max(a.wall, b.wall), max(a.exit_code, b.exit_code), a.steps + b.steps,
+    return Run(a.size, max(a.wall, b.wall), worst_exit_code([a.exit_code, b.exit_code]),
+               a.steps + b.steps,
                outcomes, max(a.peak_total, b.peak_total), max(a.peak_driver, b.peak_driver),
                cpu, lab_cpu)
 

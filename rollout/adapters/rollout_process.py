@@ -48,7 +48,6 @@ class RolloutProcess:
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True, env=env)
-        self.pid = self._process.pid
         self.signalled = 0
         self._out = threading.Thread(target=self._read_stdout, daemon=True)
         self._out.start()

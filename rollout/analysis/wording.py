@@ -25,6 +25,11 @@ def bounds(minimum: float | None, maximum: float | None, unit: str) -> str:
     return f"at most {show(maximum, unit)}"
 
 
+def verdict_word(passed: bool | None) -> str:
+    """A verdict as one word: a pass, a fail, or no verdict."""
+    return {True: "PASS", False: "FAIL", None: "INCONCLUSIVE"}[passed]
+
+
 def share(fraction: float) -> str:
     return f"{100 * fraction:.3g}%"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from rollout.adapters.processes import alive
 from rollout.adapters.webhooks import WebhookCaller
-from rollout.analysis.wording import metrics_line
+from rollout.analysis.wording import metrics_line, verdict_word
 from rollout.core.errors import (
     Aborted,
     InfrastructureError,
@@ -451,7 +451,7 @@ class Driver:
                                        judge_state=judge_state)
                            .with_event(f"analysis: {verdict['reason']}",
                                        passed=verdict["passed"]))
-        word = {True: "PASS", False: "FAIL", None: "INCONCLUSIVE"}[verdict["passed"]]
+        word = verdict_word(verdict["passed"])
         self._progress(state, f"analysis {word}: "
                        + (metrics_line(verdict["metrics"]) or verdict["reason"]))
         return state

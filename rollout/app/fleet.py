@@ -127,7 +127,7 @@ class Fleet:
         row = self.rows[index]
         process = self.launcher(row.entry, row.service or "",
                                 lambda kind, payload: events.put((index, kind, payload)))
-        row.started(process.pid)
+        row.started()
         return process
 
     def _launch(self, entry: FleetEntry, service: str, report: Report) -> RolloutProcess:

@@ -8,6 +8,7 @@ import time
 
 from rich.console import Console
 
+from rollout.analysis.wording import verdict_word
 from rollout.core.state import RolloutState
 
 PHASE_COLOURS = {"Succeeded": "green", "Failed": "red", "RollingBack": "red",
@@ -54,8 +55,7 @@ class JsonProgress:
         last = state.analyses[-1] if state.analyses else None
         verdict = ""
         if last is not None:
-            word = {True: "PASS", False: "FAIL", None: "INCONCLUSIVE"}[last.get("passed")]
-            verdict = f"{word} at {last.get('weight', state.weight)}%"
+            verdict = f"{verdict_word(last.get('passed'))} at {last.get('weight', state.weight)}%"
         event = {"rollout_id": state.rollout_id, "phase": str(state.phase), "step": state.step,
                  "total_steps": state.total_steps, "weight": state.weight,
                  "failed_checks": state.failed_checks, "verdict": verdict, "message": message}

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.table import Table
 
+from rollout.analysis.wording import verdict_word
 from rollout.core.durations import format_duration
 from rollout.core.gates import when
 from rollout.core.state import RolloutState
@@ -46,7 +47,7 @@ def status_table(state: RolloutState) -> Table:
     ]
     if state.analyses:
         last = state.analyses[-1]
-        rows.append(("last analysis", f"{_verdict(last['passed'])}: {last['reason']}"))
+        rows.append(("last analysis", f"{verdict_word(last['passed'])}: {last['reason']}"))
     if state.step_seconds:
         rows.append(("weight step time", f"{sum(state.step_seconds) / len(state.step_seconds):.1f}s"
                      " average"))
@@ -81,10 +82,6 @@ def watch_view(state: RolloutState | None, *, stack: str, where: str) -> Group:
            f"primary {100 - state.weight}% / canary {state.weight}%")
     steps = f"step {state.step + 1}/{state.total_steps}" if state.total_steps else ""
     return Group(f"{state.phase}  {steps}  ({where})", bar, status_table(state))
-
-
-def _verdict(passed: bool | None) -> str:
-    return {True: "PASS", False: "FAIL", None: "INCONCLUSIVE"}[passed]
 
 
 def status_json(state: RolloutState | None, history: list[RolloutState]) -> dict[str, Any]:

@@ -131,23 +131,20 @@ class FleetRow:
     total_steps: int = 0
     weight: int = 0
     verdict: str = ""
-    message: str = ""
     exit_code: int | None = None
     outcome: str = ""
     reason: str = ""
     started_at: float | None = None
     finished_at: float | None = None
     step_seconds: list[float] = field(default_factory=list)
-    driver_pid: int | None = None
 
-    def started(self, pid: int | None, now: float | None = None) -> None:
+    def started(self, now: float | None = None) -> None:
         self.status = RowStatus.RUNNING
-        self.driver_pid = pid
         self.started_at = time.time() if now is None else now
 
     def progressed(self, event: dict[str, Any]) -> None:
         """A progress event of the row's driver (`rollout run --events json`)."""
-        for name in ("phase", "message", "verdict", "service"):
+        for name in ("phase", "verdict"):
             if isinstance(event.get(name), str) and event[name]:
                 setattr(self, name, event[name])
         for name in ("step", "total_steps", "weight"):
@@ -167,7 +164,8 @@ class FleetRow:
             self.weight = int(rollout.get("weight", self.weight))
             self.step_seconds = [float(s) for s in rollout.get("step_seconds", [])]
         else:
-            self.outcome = OUTCOME_OF_CODE.get(exit_code, "failed")
+            # Refused before it started (bad input), or failed without a verdict.
+            self.outcome = "invalid-input" if exit_code == 2 else "failed"
             ended = (f"was killed by signal {-exit_code}" if exit_code < 0
                      else f"exited {exit_code}")
             self.reason = error or f"the driver {ended} without a result"
@@ -190,11 +188,6 @@ class FleetRow:
                 "phase": self.phase, "weight": self.weight, "verdict": self.verdict,
                 "seconds": None if self.seconds is None else round(self.seconds, 1),
                 "step_seconds": [round(s, 3) for s in self.step_seconds]}
-
-
-# What a driver that printed no result meant by its exit code (README "Exit codes").
-OUTCOME_OF_CODE = {0: "promoted", 1: "rolled-back", 2: "invalid-input",
-                   3: "infrastructure-failed", 4: "aborted"}
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,8 @@ def test_the_whole_plan_is_checked_before_anything_starts(tmp_path: Path) -> Non
     message = str(err.value)
     assert started == []
     assert "missing:" in message
-    assert "two: stack two has 2 canary services" in message or "two:" in message
+    assert "two: stack two has 2 canary services: cart, checkout (fix: pick one with " \
+        "--service <name>)" in message
     assert "good-a/checkout and good-a are the same rollout" in message
     assert "two/basket:" in message and "nothing was run" in message
 

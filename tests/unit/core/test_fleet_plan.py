@@ -68,7 +68,7 @@ def test_the_fleet_exits_with_its_worst_code(codes: list[int], worst: int) -> No
 
 def test_a_driver_killed_without_a_result_says_so() -> None:
     row = FleetRow(entry=FleetEntry("a", "v2"))
-    row.started(123, now=10.0)
+    row.started(now=10.0)
     row.finished(-9, None, "", now=12.5)
     assert row.outcome == "failed" and row.seconds == 2.5
     assert row.reason == "the driver was killed by signal 9 without a result"
