@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
@@ -274,3 +275,28 @@ def default_prometheus() -> str:
 
     return os.environ.get("CANARY_PROMETHEUS_URL") or (
         f"http://127.0.0.1:{ports_from_env().prometheus}")
+
+
+def prometheus_fetcher(
+    base_url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+    client: httpx.Client | None = None,
+) -> Callable[[str, float, float, float], list[tuple[float, float]]]:
+    """A fetcher on Prometheus' `GET /api/v1/query_range`; the first series of each answer."""
+    url = base_url.rstrip("/") + "/api/v1/query_range"
+
+    def fetch(promql: str, start: float, end: float, step: float) -> list[tuple[float, float]]:
+        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step}
+        if client is None:
+            response = httpx.get(url, params=params, headers=headers, timeout=timeout)
+        else:
+            response = client.get(url, params=params, headers=headers, timeout=timeout)
+        response.raise_for_status()
+        result = response.json()["data"]["result"]
+        if not result:
+            return []
+        return [(float(at), float(value)) for at, value in result[0]["values"]]
+
+    return fetch

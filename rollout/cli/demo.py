@@ -15,7 +15,8 @@ from rollout.adapters.paths import install_root, project_root
 from rollout.adapters.project import project_copy
 from rollout.app.api import RolloutResult, Rollouts
 from rollout.app.driver import Progress
-from rollout.cli.report import prometheus_fetcher, write_report
+from rollout.adapters.prometheus import prometheus_fetcher
+from rollout.cli.report import write_report
 from rollout.core.errors import LabError
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic

@@ -1,4 +1,5 @@
-"""Covers the rollout report: JSON content, PNG and HTML output, PromQL and failure handling."""
+"""Covers the rollout report: JSON content, the chart and the HTML page, PromQL and failure
+handling."""
 
 from __future__ import annotations
 
@@ -12,22 +13,21 @@ from typing import Any
 import httpx
 import pytest
 
+from rollout.adapters.prometheus import prometheus_fetcher
 from rollout.cli.report import (
     NO_SERIES_NOTE,
     SERIES_KEYS,
     build_report,
     fetch_series,
-    prometheus_fetcher,
     render_html,
-    render_png,
     series_queries,
     write_report,
 )
 from rollout.core.state import Outcome, Phase, RolloutState
+from rollout.web.chart import plotly_js_name, timeline_figure
 
 START = 1_750_000_000.0
 INTERVAL = 15.0
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _metrics(rate: float, p99: float) -> list[dict[str, Any]]:
@@ -150,34 +150,62 @@ def test_html_shows_outcome_reasons_and_escapes_text(rolled_back: RolloutState,
                                                      tmp_path: Path) -> None:
     report = build_report(rolled_back, series=_series(rolled_back, canary_breaks_at=70),
                           app="demo", namespace="apps")
-    png = render_png(report, tmp_path / "chart.png")
 
-    page = render_html(report, png)
+    page = render_html(report, figure=timeline_figure(report), script="plotly.min.js")
 
     assert 'class="banner rolled-back"' in page
     assert "request-success-rate 91.5% is below 99%" in page
-    assert "<script>" not in page
+    # The reason, in the chart's title inside a script element, cannot end that element.
+    assert "<script>alert" not in page and page.count("</script>") == 2
     assert "canary &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; broke &amp; failed" in page
-    assert "data:image/png;base64,iVBORw0KGgo" in page
+    assert '<script src="plotly.min.js"></script>' in page
+    figure = json.loads(page.split("const figure = ")[1].split(";Plotly.newPlot")[0])
+    assert figure == json.loads(json.dumps(timeline_figure(report)))
     assert "<code>sum(rate(istio_requests_total{destination_workload=~&quot;demo-canary" in page
     assert "at least 99%" in page and "canary weight set to 30%" in page
 
 
 def test_html_banner_of_promoted_rollout_without_chart(promoted: RolloutState) -> None:
-    page = render_html(build_report(promoted, series=None, app="demo", namespace="apps"), None)
+    page = render_html(build_report(promoted, series=None, app="demo", namespace="apps"))
 
     assert 'class="banner promoted"' in page and "v2 passed every step" in page
-    assert "<img" not in page and NO_SERIES_NOTE in page
+    assert "Plotly" not in page and NO_SERIES_NOTE in page
 
 
-def test_png_is_a_real_image(rolled_back: RolloutState, tmp_path: Path) -> None:
+def test_the_chart_has_weights_series_thresholds_and_every_verdict(
+        rolled_back: RolloutState) -> None:
     report = build_report(rolled_back, series=_series(rolled_back, canary_breaks_at=70),
                           app="demo", namespace="apps")
 
-    path = render_png(report, tmp_path / "rollout.png")
+    figure = timeline_figure(report)
 
-    data = path.read_bytes()
-    assert data.startswith(PNG_MAGIC) and len(data) > 30_000
+    traces = {trace["name"]: trace for trace in figure["data"]}
+    weight = traces["canary weight"]
+    assert weight["line"]["shape"] == "hv" and weight["y"][:-1] == [0, 10, 20, 30, 0]
+    assert [t["yaxis"] for t in figure["data"][1:5]] == ["y2", "y2", "y3", "y3"]
+    seconds = [x for t in figure["data"][1:5] for x in t["x"]]
+    assert min(seconds) == 10.0 and max(seconds) <= report["rollout"]["duration_seconds"] + 2, (
+        "seconds since the start, as the weight and verdicts")
+    fails, passes = traces["verdict: fail"], traces["verdict: pass"]
+    assert len(fails["x"]) + len(passes["x"]) == len(report["verdicts"])
+    assert fails["marker"]["symbol"] == "x" and fails["text"][0].startswith("#")
+    layout = figure["layout"]
+    thresholds = [a["text"] for a in layout["annotations"] if a["text"].startswith("threshold")]
+    assert thresholds == ["threshold 99%", "threshold 500 ms"] or thresholds == [
+        "threshold 99%", "threshold 500 ms (above the chart)"]
+    lines = [s for s in layout["shapes"] if s["xref"] == "x"]
+    assert len(lines) == 3 * len(report["verdicts"]), "each verdict marked on all three plots"
+    assert "ROLLED BACK" in layout["title"]["text"]
+    assert "&lt;script&gt;" in layout["title"]["text"], "the reason is text, not markup"
+    json.dumps(figure, allow_nan=False)
+
+
+def test_a_chart_without_series_says_so(promoted: RolloutState) -> None:
+    figure = timeline_figure(build_report(promoted, series=None, app="demo", namespace="apps"))
+
+    notes = [a["text"] for a in figure["layout"]["annotations"]]
+    assert notes.count(NO_SERIES_NOTE) == 2
+    assert all(not t["x"] for t in figure["data"][1:5])
 
 
 def test_fetch_series_sends_the_istio_queries() -> None:
@@ -229,10 +257,11 @@ def test_write_report_writes_three_files(rolled_back: RolloutState, tmp_path: Pa
                          namespace="apps")
 
     assert {k: p.name for k, p in paths.items()} == {
-        "json": "org_lab.eu-abc123def456.json", "png": "org_lab.eu-abc123def456.png",
-        "html": "org_lab.eu-abc123def456.html"}
+        "json": "org_lab.eu-abc123def456.json", "html": "org_lab.eu-abc123def456.html"}
     assert json.loads(paths["json"].read_text())["series"]["p99_canary"]
-    assert paths["png"].read_bytes().startswith(PNG_MAGIC)
+    script = tmp_path / "reports" / plotly_js_name()
+    assert script.stat().st_size > 1_000_000, "plotly.js beside the page, from the package"
+    assert f'<script src="{script.name}"></script>' in paths["html"].read_text()
 
 
 def test_write_report_survives_unreachable_prometheus(promoted: RolloutState,
@@ -243,30 +272,30 @@ def test_write_report_survives_unreachable_prometheus(promoted: RolloutState,
     paths = write_report(promoted, directory=tmp_path, fetch=unreachable, app="demo",
                          namespace="apps")
 
-    assert set(paths) == {"json", "png", "html"}
+    assert set(paths) == {"json", "html"}
     notes = json.loads(paths["json"].read_text())["notes"]
     assert notes == [f"{NO_SERIES_NOTE}: connection refused"]
     assert NO_SERIES_NOTE in paths["html"].read_text()
-    assert paths["png"].read_bytes().startswith(PNG_MAGIC)
 
 
 def test_write_report_survives_a_broken_chart(promoted: RolloutState, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(report: Any, path: Path) -> Path:
-        raise RuntimeError("no fonts")
+    def broken(report: Any) -> dict[str, Any]:
+        raise RuntimeError("no axes")
 
-    monkeypatch.setattr("rollout.cli.report.render_png", broken)
+    monkeypatch.setattr("rollout.cli.report.timeline_figure", broken)
 
     paths = write_report(promoted, directory=tmp_path, app="demo", namespace="apps")
 
     assert set(paths) == {"json", "html"}
-    assert "could not write the chart: no fonts" in paths["html"].read_text()
+    assert "could not draw the chart: no axes" in paths["html"].read_text()
+    assert "Plotly.newPlot" not in paths["html"].read_text()
 
 
 def test_write_report_without_fetcher(promoted: RolloutState, tmp_path: Path) -> None:
     paths = write_report(promoted, directory=tmp_path, app="demo", namespace="apps")
 
-    assert set(paths) == {"json", "png", "html"}
+    assert set(paths) == {"json", "html"}
     assert json.loads(paths["json"].read_text())["notes"] == [NO_SERIES_NOTE]
 
 
