@@ -40,11 +40,19 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
+# Prometheus for the lab; Chromium and its WebDriver for the dashboard's browser tests and the
+# demo's screenshot. Only what is missing is installed (with sudo when not root).
 system-deps:
-	@command -v prometheus >/dev/null || { \
-	  echo "installing prometheus from Debian's packages"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -q --no-install-recommends prometheus; }
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -x /usr/bin/chromedriver || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  echo "installing$$missing from Debian's packages"; \
+	  $$sudo apt-get update -q && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 toolchain:
 	toolchain/build

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rollout.adapters.cluster_store import api_client
 from rollout.core.errors import InfrastructureError
 from rollout.core.ports import LiveView
 from rollout.core.routers import router_named
@@ -21,7 +22,7 @@ class ClusterReadback:
         self.app, self.namespace, self.router = app, namespace, router
         # The stack's own `kubernetes:context` when it sets one, so the check reads the
         # cluster Pulumi deployed to, not whatever the kubeconfig's current context is.
-        self._api = config.new_client_from_config(config_file=kubeconfig, context=context)
+        self._api = api_client(kubeconfig, context)
         self._timeout = timeout
 
     def live(self) -> LiveView:

@@ -245,20 +245,25 @@ class Rollouts:
     def abort(self, reason: str = "aborted by a person") -> RolloutResult | None:
         """Asks a running driver to revert, or reverts an orphaned rollout itself."""
         if self.journal.driver_running():
-            self.journal.request("abort", rollout_id=self._require_running("abort"),
-                                 reason=reason)
+            self.abort_running(reason)
             return None
         return _result(self.driver().abort(reason))
 
-    def approve(self) -> str:
-        """Queues an approval for the unfinished rollout; returns its id."""
-        rollout_id = self._require_running("approve")
-        self.journal.request("approve", rollout_id=rollout_id)
+    def abort_running(self, reason: str, *, by: str = "") -> str:
+        """Queues an abort for the running driver to act on; returns the rollout's id."""
+        rollout_id = self._require_running("abort")
+        self.journal.request("abort", rollout_id=rollout_id, reason=reason, by=by)
         return rollout_id
 
-    def promote_now(self) -> str:
+    def approve(self, *, by: str = "") -> str:
+        """Queues an approval for the unfinished rollout; returns its id."""
+        rollout_id = self._require_running("approve")
+        self.journal.request("approve", rollout_id=rollout_id, by=by)
+        return rollout_id
+
+    def promote_now(self, *, by: str = "") -> str:
         rollout_id = self._require_running("promote")
-        self.journal.request("promote", rollout_id=rollout_id)
+        self.journal.request("promote", rollout_id=rollout_id, by=by)
         return rollout_id
 
     def status(self) -> RolloutState | None:

@@ -263,7 +263,8 @@ class Driver:
                              canary_replicas=self.target.canary_replicas,
                              schedule=[asdict(step) for step in self.schedule],
                              total_steps=len(self.schedule),
-                             interval_seconds=self.policy.interval_seconds)
+                             interval_seconds=self.policy.interval_seconds,
+                             threshold=self.policy.threshold)
         if candidate == self.target.stable_version:
             state = state.moved(phase=Phase.SUCCEEDED, outcome=Outcome.NOTHING_TO_DO,
                                 reason=f"{candidate} is already the stable version")

@@ -329,7 +329,8 @@ def status(
         return
     out.print(views.status_table(state))
     if history:
-        out.print(views.history_table(history[-10:]))
+        out.print(views.history_table(history[-10:],
+                                      reports_dir=rollouts.project_dir / "reports"))
 
 
 def _watch(rollouts: Any, stack: str, *, every: float, output: Output) -> None:
@@ -358,20 +359,26 @@ def _watch(rollouts: Any, stack: str, *, every: float, output: Output) -> None:
 def history(
     stack: StackOption,
     limit: Annotated[int, typer.Option(min=1, help="the latest N rollouts")] = 20,
+    reports_dir: Annotated[Path | None, typer.Option(
+        "--reports-dir", help="where the rollouts' HTML reports are (default: the project's "
+                              "reports/)")] = None,
     service: ServiceOption = None,
     project_dir: ProjectOption = None,
     output: OutputOption = Output.text,
 ) -> None:
-    """Finished rollouts of the stack, oldest first: id, version, outcome, reason, start and
-    duration; read from its state store."""
-    past = _rollouts(stack, service, project_dir, progress=False).history()[-limit:]
+    """Finished rollouts of the stack, oldest first: id, version, outcome, reason, start,
+    duration and the path of the rollout's report when one was written; read from its state
+    store."""
+    rollouts = _rollouts(stack, service, project_dir, progress=False)
+    past = rollouts.history()[-limit:]
+    reports = reports_dir or rollouts.project_dir / "reports"
     if output is Output.json:
-        out.print_json(json.dumps(views.history_json(past)))
+        out.print_json(json.dumps(views.history_json(past, reports_dir=reports)))
         return
     if not past:
         out.print(f"no finished rollout on stack {stack}")
         return
-    out.print(views.history_table(past))
+    out.print(views.history_table(past, reports_dir=reports))
 
 
 @app.command()
@@ -598,6 +605,47 @@ def plan_cmd(
         out.print_json(json.dumps(found.to_dict()))
         return
     views.show_plan(out, found)
+
+
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(
+        help="the address to listen on; anything but loopback exposes rollout state (and, "
+             "with --allow-actions, the actions) to the network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 takes a free one")] = 8040,
+    allow_actions: Annotated[bool, typer.Option(
+        "--allow-actions", help="show approve, promote and abort buttons (read-only without)")
+    ] = False,
+    every: Annotated[float, typer.Option(
+        "--every", min=0.2, help="seconds between reads for the live views")] = 1.0,
+    reports_dir: Annotated[Path | None, typer.Option(
+        "--reports-dir", help="where the rollouts' reports are (default: the project's "
+                              "reports/)")] = None,
+    project_dir: ProjectOption = None,
+) -> None:
+    """A local web page of every stack's canary services: versions, live weights, the current
+    rollout's chart and verdicts, history; live over server-sent events. Ctrl-C stops it."""
+    import uvicorn
+
+    from rollout.adapters.paths import project_root
+    from rollout.app.board import Board
+    from rollout.web.server import LOOPBACK, bind, create_app
+
+    folder = project_dir or project_root()
+    board = Board(folder, reports_dir=reports_dir)
+    board.services()  # a folder that is not a Pulumi project fails here, with its fix
+    sock = bind(host, port)
+    where = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
+    if host not in LOOPBACK:
+        console.print(f"[yellow]warning:[/yellow] listening on {host}, not loopback: anyone "
+                      "who can reach it sees the rollouts" + (" and can approve, promote and "
+                      "abort them" if allow_actions else ""))
+    mode = "actions allowed" if allow_actions else "read-only"
+    console.print(f"dashboard of {folder} at {where} ({mode}); Ctrl-C stops it")
+    app_ = create_app(board, allow_actions=allow_actions, every=every, host=host)
+    server = uvicorn.Server(uvicorn.Config(app_, log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    server.run(sockets=[sock])
 
 
 def main() -> None:

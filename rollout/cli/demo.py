@@ -3,6 +3,7 @@ caught and reverted, with live traffic, real Prometheus and a report for each.""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,15 +12,19 @@ from typing import Any
 import httpx
 import yaml
 
+from rollout.adapters.browser import screenshot
 from rollout.adapters.paths import install_root, project_root
 from rollout.adapters.project import project_copy
-from rollout.app.api import RolloutResult, Rollouts
-from rollout.app.driver import Progress
 from rollout.adapters.prometheus import prometheus_fetcher
+from rollout.app.api import RolloutResult, Rollouts
+from rollout.app.board import Board
+from rollout.app.driver import Progress
 from rollout.cli.report import write_report
-from rollout.core.errors import LabError
+from rollout.core.errors import LabError, RolloutError
+from rollout.core.state import RolloutState
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic
+from rollout.web.server import Dashboard
 
 STACK = "demo"
 PREFIX = "demo"
@@ -77,11 +82,54 @@ def wait_for_series(prometheus: str, *, workload: str, namespace: str,
                    hint="check `rollout lab status` and the data plane log in .lab/logs")
 
 
+class DashboardShot:
+    """The demo's progress, and one screenshot of the dashboard's page of the demo service,
+    taken by a thread (the rollout does not wait for it) once the first rollout has two
+    analyses in."""
+
+    def __init__(self, url: str, directory: Path, *, progress: Progress, say: Any) -> None:
+        self.url, self.directory, self.progress, self.say = url, directory, progress, say
+        self._thread: threading.Thread | None = None
+        self.taken: Path | None = None
+
+    def __call__(self, state: RolloutState, message: str) -> None:
+        self.progress(state, message)
+        if self._thread is None and len(state.analyses) >= 2 and not state.phase.terminal:
+            path = self.directory / f"dashboard-{state.stack}-{state.rollout_id}.png"
+            self._thread = threading.Thread(target=self._take, args=(path,), daemon=True)
+            self._thread.start()
+
+    def _take(self, path: Path) -> None:
+        try:
+            self.taken = screenshot(self.url, path)
+        except RolloutError as err:
+            self.say(f"no dashboard screenshot: {err.message} ({err.hint})")
+
+    def wait(self) -> Path | None:
+        if self._thread is not None:
+            self._thread.join(120)
+        return self.taken
+
+
 def run_demo(*, progress: Progress, say: Any = print, rps: float = 20.0,
              reports_dir: Path | None = None, interval: str | None = None) -> list[DemoRun]:
     lab = Lab()
     lab.up(progress=lambda msg: say(f"lab: {msg}"))
     project = demo_project(lab, interval=interval)
+    reports = reports_dir or project_root() / "reports"
+    with Dashboard(Board(project, reports_dir=reports), every=0.5) as dashboard:
+        say(f"dashboard: {dashboard.url} (live while the demo runs)")
+        shot = DashboardShot(f"{dashboard.url}/stacks/{STACK}/{PREFIX}?once", reports,
+                             progress=progress, say=say)
+        runs = _run(lab, project, reports, say=say, rps=rps, progress=shot)
+        taken = shot.wait()
+    if taken is not None and runs:
+        runs[0].reports["dashboard"] = taken
+    return runs
+
+
+def _run(lab: Lab, project: Path, reports: Path, *, say: Any, rps: float,
+         progress: Progress) -> list[DemoRun]:
     # The lab stack's state lives in the lab cluster (stateStore: cluster, the default):
     # `kubectl get canaryrollouts -A` shows the demo while it runs.
     rollouts = Rollouts(stack=STACK, project_dir=project, on_progress=progress)
@@ -107,7 +155,7 @@ def run_demo(*, progress: Progress, say: Any = print, rps: float = 20.0,
         result = rollouts.run(version)
         run = DemoRun(version, expected, result, time.monotonic() - started)
         run.reports = write_report(
-            result.state, directory=reports_dir or project_root() / "reports",
+            result.state, directory=reports,
             fetch=prometheus_fetcher(lab.prometheus_url), app=settings.app,
             namespace=settings.namespace)
         runs.append(run)

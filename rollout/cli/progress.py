@@ -9,6 +9,7 @@ import time
 from rich.console import Console
 
 from rollout.analysis.wording import verdict_word
+from rollout.app.snapshot import time_left
 from rollout.core.state import RolloutState
 
 PHASE_COLOURS = {"Succeeded": "green", "Failed": "red", "RollingBack": "red",
@@ -29,11 +30,8 @@ class ProgressPrinter:
         colour = PHASE_COLOURS.get(str(state.phase), "white")
         steps = self.steps or state.total_steps
         step = f"step {state.step + 1}/{steps}" if steps and state.step >= 0 else ""
-        left = ""
-        walking = str(state.phase) in ("Initializing", "Progressing", "Waiting")
-        if steps and walking and state.interval_seconds:
-            remaining = steps - max(state.step, 0)
-            left = f"~{remaining * state.interval_seconds:.0f}s left"
+        seconds, _ = time_left(state, now=time.time())
+        left = f"~{seconds:.0f}s left" if seconds is not None else ""
         self.console.print(
             f"[dim]{elapsed:6.1f}s[/dim] [{colour}]{state.phase!s:<16}[/{colour}] "
             f"{step:<10} canary {state.weight:>3}%  failed {state.failed_checks}  "

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 
 from rollout.analysis.wording import verdict_word
+from rollout.app.snapshot import Snapshot, snapshot, words
+from rollout.app.timeline import report_name
 from rollout.core.durations import format_duration
 from rollout.core.gates import when
 from rollout.core.state import RolloutState
@@ -43,7 +47,8 @@ def status_table(state: RolloutState) -> Table:
         ("phase", state.phase), ("outcome", state.outcome or "-"),
         ("candidate", state.candidate), ("stable before", state.stable),
         ("step", state.step + 1), ("canary weight", f"{state.weight}%"),
-        ("failed checks", state.failed_checks), ("reason", state.reason or "-"),
+        ("failed checks", failed_of(state.failed_checks, state.threshold or None)),
+        ("reason", state.reason or "-"),
     ]
     if state.analyses:
         last = state.analyses[-1]
@@ -56,32 +61,105 @@ def status_table(state: RolloutState) -> Table:
     return table
 
 
-def history_table(states: list[RolloutState]) -> Table:
-    table = Table("id", "started", "version", "stable before", "outcome", "took", "reason")
+def failed_of(failed: int, threshold: int | None) -> str:
+    """"1 of 3": failed checks against the threshold that reverts; the count alone when the
+    threshold is not known (a rollout journaled before it was)."""
+    return f"{failed} of {threshold}" if threshold else str(failed)
+
+
+def report_path(state: RolloutState, reports_dir: Path | None) -> Path | None:
+    """The rollout's HTML report in `reports_dir` when it was written, else None."""
+    if reports_dir is None:
+        return None
+    path = reports_dir / report_name(state, "html")
+    return path.resolve() if path.is_file() else None
+
+
+def history_table(states: list[RolloutState], *, reports_dir: Path | None = None) -> Table:
+    table = Table("id", "started", "version", "stable before", "outcome", "took", "reason",
+                  "report")
     for s in states:
+        report = report_path(s, reports_dir)
         table.add_row(s.rollout_id, time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started_at)),
                       s.candidate, s.stable, str(s.outcome or "-"),
-                      f"{s.updated_at - s.started_at:.0f}s", s.reason[:80])
+                      f"{s.updated_at - s.started_at:.0f}s", s.reason[:80],
+                      str(report) if report else "-")
     return table
 
 
-def history_json(states: list[RolloutState]) -> list[dict[str, Any]]:
-    return [{"id": s.rollout_id, "version": s.candidate, "stable_before": s.stable,
-             "outcome": str(s.outcome) if s.outcome else None, "reason": s.reason,
-             "started": when(s.started_at), "ended": when(s.updated_at),
-             "duration_seconds": round(s.updated_at - s.started_at, 1)} for s in states]
+def history_json(states: list[RolloutState], *,
+                 reports_dir: Path | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for s in states:
+        report = report_path(s, reports_dir)
+        rows.append({"id": s.rollout_id, "version": s.candidate, "stable_before": s.stable,
+                     "outcome": str(s.outcome) if s.outcome else None, "reason": s.reason,
+                     "started": when(s.started_at), "ended": when(s.updated_at),
+                     "duration_seconds": round(s.updated_at - s.started_at, 1),
+                     "report": str(report) if report else None})
+    return rows
 
 
-def watch_view(state: RolloutState | None, *, stack: str, where: str) -> Group:
-    """What `rollout status --watch` redraws: the weights as a bar, then the status table."""
+WEIGHT_BAR = 40
+RESULT_COLOURS = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+
+
+def watch_view(state: RolloutState | None, *, stack: str, where: str,
+               now: float | None = None) -> Group:
+    """What `rollout status --watch` redraws: phase and step, the weights as a bar, failed
+    checks, time left and the next stop, then the last verdict metric by metric."""
     if state is None:
         return Group(f"no rollout has run on stack {stack} yet ({where}); waiting for one")
-    width = 40
-    canary = round(width * state.weight / 100)
-    bar = (f"[green]{'█' * (width - canary)}[/green][yellow]{'█' * canary}[/yellow]  "
-           f"primary {100 - state.weight}% / canary {state.weight}%")
-    steps = f"step {state.step + 1}/{state.total_steps}" if state.total_steps else ""
-    return Group(f"{state.phase}  {steps}  ({where})", bar, status_table(state))
+    snap = snapshot(state, now=time.time() if now is None else now)
+    return Group(*_watch_lines(snap, where=where), *_verdict_parts(snap))
+
+
+def _watch_lines(snap: Snapshot, *, where: str) -> list[str]:
+    colour = {"Succeeded": "green", "Failed": "red", "RollingBack": "red"}.get(snap.phase,
+                                                                             "cyan")
+    steps = f"step {snap.step}/{snap.total_steps}" if snap.total_steps else f"step {snap.step}"
+    ended = f" {snap.outcome}" if snap.outcome else ""
+    lines = [f"[bold {colour}]{snap.phase}[/]{ended}  {steps}  {escape(snap.candidate)} "
+             f"(stable {escape(snap.stable)})",
+             escape(f"rollout {snap.rollout_id} on stack {snap.stack} ({where})")]
+    canary = round(WEIGHT_BAR * snap.canary_weight / 100)
+    lines.append(f"[green]{'█' * (WEIGHT_BAR - canary)}[/green][yellow]{'█' * canary}[/yellow]  "
+                 f"primary {snap.primary_weight}% / canary {snap.canary_weight}%")
+    lines.append(f"failed checks {failed_of(snap.failed_checks, snap.threshold)}")
+    if snap.running:
+        lines.append(f"time left     {_time_left(snap)}")
+        if snap.waiting:
+            lines.append(f"waiting for   [yellow]{escape(snap.waiting)}[/yellow]")
+        if snap.next_stop:
+            lines.append(f"next stop     {escape(snap.next_stop)}")
+    else:
+        took = words(snap.updated_at - snap.started_at)
+        lines.append(f"ended after   {took}: {escape(snap.reason or '-')}")
+    return lines
+
+
+def _time_left(snap: Snapshot) -> str:
+    if snap.seconds_left is None:
+        return "not estimated: Pulumi updates (and a gate, if any) are what is left"
+    known = f"~{words(snap.seconds_left)}"
+    return f"{known} + open-ended waits (approval, gates)" if snap.open_ended else known
+
+
+def _verdict_parts(snap: Snapshot) -> list[Any]:
+    if snap.verdict is None:
+        return ["last verdict  none yet"]
+    colour = {"PASS": "green", "FAIL": "red"}.get(snap.verdict, "yellow")
+    at = f" at {snap.verdict_weight}%" if snap.verdict_weight is not None else ""
+    parts: list[Any] = [f"last verdict  [{colour}]{snap.verdict}[/]{at}: "
+                        f"{escape(snap.verdict_reason)}"]
+    if snap.metrics:
+        table = Table("metric", "canary", "primary", "threshold", "result")
+        for row in snap.metrics:
+            table.add_row(escape(row.metric), row.canary or "-", row.primary or "-",
+                          row.threshold or "-",
+                          f"[{RESULT_COLOURS.get(row.result, 'white')}]{row.result}[/]")
+        parts.append(table)
+    return parts
 
 
 def status_json(state: RolloutState | None, history: list[RolloutState]) -> dict[str, Any]:
@@ -107,6 +185,8 @@ def show_demo(out: Console, runs: list[Any], total: float) -> None:
         out.print(f"[bold]{r.version}[/bold] {r.result.outcome}: {r.result.reason}")
         if r.reports:
             out.print(f"  report: {r.reports.get('html')}")
+        if r.reports.get("dashboard"):
+            out.print(f"  dashboard during the rollout: {r.reports['dashboard']}")
     out.print(f"demo finished in {total:.0f}s")
 
 

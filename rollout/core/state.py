@@ -52,6 +52,9 @@ class RolloutState:
     step_applied: bool = False
     total_steps: int = 0
     interval_seconds: float = 0.0
+    # The policy's failed-check threshold when the rollout began; 0: not known (older
+    # journals).
+    threshold: int = 0
     approved: bool = False  # unused since approvals are queued requests; older journals have it
     handled_requests: list[str] = field(default_factory=list)
     # The steps as resolved when the rollout began: [{"weight": w, "pause_seconds": p}, ...].

@@ -19,10 +19,14 @@ def test_the_demo_promotes_v2_catches_v3_and_reports_both(lab: Lab, tmp_path: Pa
                                                             ("v3", "rolled-back")]
     assert all(r.as_expected for r in runs)
     assert "request-success-rate" in runs[1].result.reason
+    shot = runs[0].reports["dashboard"]
+    assert shot.parent == tmp_path and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 50_000, "a page drawn, not a blank one"
     for run in runs:
         paths = run.reports
-        assert {"json", "png", "html"} <= set(paths)
-        assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert {"json", "html"} <= set(paths)
+        assert (tmp_path / paths["html"].read_text().split('<script src="')[1].split('"')[0]
+                ).is_file(), "plotly.js beside the report"
         report = json.loads(paths["json"].read_text())
         assert report["rollout"]["outcome"] == run.result.outcome
         assert [s["weight"] for s in report["steps"]]

@@ -111,6 +111,15 @@ def test_the_journal_round_trips_through_strict_json() -> None:
     assert resource.journal_of({}) is None
 
 
+def test_the_journal_keeps_the_threshold_and_an_older_one_without_it_loads() -> None:
+    state = rollout(threshold=3)
+    back = resource.journal_of(json.loads(json.dumps(resource.with_journal({}, state))))
+    assert back == state and back.threshold == 3
+    older = resource.state_to_wire(state)
+    del older["threshold"]
+    assert resource.journal_of({"journal": older}) == replace(state, threshold=0)
+
+
 def test_the_status_columns_say_where_the_rollout_is() -> None:
     columns = resource.summary(rollout())
     assert columns["phase"] == "Progressing" and columns["step"] == "2/3"

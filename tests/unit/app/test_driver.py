@@ -598,3 +598,10 @@ def test_a_lock_left_by_this_rollouts_killed_driver_is_cancelled_on_any_backend(
         with pytest.raises(StackLocked):
             driver.resume()
         assert getattr(stack, "cancelled", 0) == 0
+
+
+def test_the_journal_records_the_policys_threshold(tmp_path: Path) -> None:
+    driver, _, _, journal = make(tmp_path, policy={"interval": "10s", "stepWeights": [20],
+                                                   "threshold": 4})
+    assert driver.run("v2").threshold == 4
+    assert journal.history()[-1].threshold == 4

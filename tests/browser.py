@@ -1,0 +1,51 @@
+"""Debian's chromium, headless, driven by Selenium through Debian's chromium-driver (both
+installed by `make system-deps`): the browser the dashboard tests use. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# The closed network refuses Chromium's background connections; these keep it from trying.
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--window-size=1400,1000")
+
+
+@contextmanager
+def chromium() -> Iterator[WebDriver]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        raise AssertionError(f"browser tests need {', '.join(missing)}: run `make system-deps` "
+                             "(Debian's chromium and chromium-driver)")
+    # Selenium Manager would look for a driver online; it has the one it needs.
+    os.environ["SE_OFFLINE"] = "true"
+    profile = tempfile.mkdtemp(prefix="canary-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], *,
+             timeout: float = 20, what: str = "") -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        condition, message=what or "the page never showed it")

@@ -1,0 +1,169 @@
+"""The dashboard's HTTP surface on a real project folder with file state stores: what each
+page reads, and that actions are the CLI's own requests, refused unless allowed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from rollout.web.server import ACTION_HEADER, Dashboard
+
+from .conftest import Project
+
+Client = Callable[..., httpx.Client]
+
+
+@pytest.fixture()
+def client(project: Project) -> Iterator[Client]:
+    """The dashboard served by uvicorn on a free port of 127.0.0.1, and a client of it."""
+    opened: list[tuple[Dashboard, httpx.Client]] = []
+
+    def start(*, allow_actions: bool = False) -> httpx.Client:
+        dashboard = Dashboard(project.board(), allow_actions=allow_actions).__enter__()
+        http = httpx.Client(base_url=dashboard.url, timeout=10)
+        opened.append((dashboard, http))
+        return http
+
+    yield start
+    for dashboard, http in opened:
+        http.close()
+        dashboard.__exit__()
+
+
+def test_the_overview_lists_every_stack_with_versions_rollout_and_live_weight(
+        project: Project, client: Client) -> None:
+    rows = client().get("/api/overview").json()
+
+    assert [(r["stack"], r["service"]) for r in rows] == [("dev", "demo"), ("prod", "demo")]
+    dev, prod = rows
+    assert (dev["stableVersion"], dev["runningVersion"]) == ("v1", "v1")
+    assert dev["live"] == {"primary": 80, "canary": 20}
+    assert (dev["rollout"]["phase"], dev["rollout"]["step"], dev["rollout"]["total_steps"]) == (
+        "Progressing", 1, 2)
+    assert dev["lastOutcome"] is None and dev["problems"] == []
+    # prod: its cluster cannot be read; the page says why instead of showing no traffic.
+    assert prod["live"] is None and prod["lastOutcome"] == "promoted"
+    assert prod["problems"] == ["live objects: could not reach the cluster to read demo's live "
+                                "objects: connection refused"]
+    assert prod["rollout"]["outcome"] == "promoted"
+
+
+def test_a_service_page_has_the_verdict_against_its_threshold_and_the_history(
+        project: Project, client: Client) -> None:
+    http = client()
+
+    dev = http.get("/api/stacks/dev/demo").json()
+    prod = http.get("/api/stacks/prod/demo").json()
+
+    rollout = dev["view"]["rollout"]
+    assert (rollout["verdict"], rollout["failed_checks"], rollout["threshold"]) == ("PASS", 0, 2)
+    assert rollout["metrics"] == [{"metric": "request-success-rate", "result": "pass",
+                                   "failed": False, "canary": "99.5%", "primary": "99.9%",
+                                   "threshold": "at least 99%"}]
+    assert dev["history"] == []
+    (past,) = prod["history"]
+    assert (past["rollout_id"], past["outcome"]) == (project.promoted.rollout_id, "promoted")
+    assert past["report"] == f"prod-{project.promoted.rollout_id}.html"
+    assert http.get(f"/reports/{past['report']}").text == "<html>report</html>"
+
+
+def test_the_timeline_is_the_report_chart_with_live_series(
+        project: Project, client: Client) -> None:
+    figure = client().get("/api/stacks/dev/demo/timeline").json()["figure"]
+
+    names = [trace["name"] for trace in figure["data"]]
+    assert names[:5] == ["canary weight", "primary (v1)", "canary (v2)", "primary (v1)",
+                         "canary (v2)"]
+    assert "verdict: pass" in names
+    assert {trace["yaxis"] for trace in figure["data"]} == {"y", "y2", "y3"}
+    assert figure["data"][1]["y"] and set(figure["data"][1]["y"]) == {99.9}
+
+
+@pytest.mark.parametrize("action", ["approve", "promote", "abort"])
+def test_without_allow_actions_every_action_is_403_and_nothing_is_queued(
+        project: Project, client: Client, action: str) -> None:
+    http = client()
+
+    answer = http.post(f"/api/stacks/dev/demo/{action}", headers={ACTION_HEADER: "1"})
+
+    assert answer.status_code == 403
+    assert answer.json() == {"error": "this dashboard is read-only",
+                             "hint": "start it with `rollout dashboard --allow-actions`"}
+    assert http.get("/api/config").json()["allowActions"] is False
+    assert project.journal("dev").requests() == []
+
+
+def test_an_approval_is_the_clis_own_request_for_the_running_rollout(
+        project: Project, client: Client) -> None:
+    http = client(allow_actions=True)
+
+    answer = http.post("/api/stacks/dev/demo/approve", headers={ACTION_HEADER: "1"})
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rolloutId"] == project.running.rollout_id
+    (request,) = project.journal("dev").requests()
+    assert (request["action"], request["rollout_id"], request["by"]) == (
+        "approve", project.running.rollout_id, "dashboard")
+
+
+def test_refused_actions_say_why_and_queue_nothing(project: Project, client: Client) -> None:
+    http = client(allow_actions=True)
+    post = http.post
+
+    no_header = post("/api/stacks/dev/demo/approve")
+    nothing_running = post("/api/stacks/prod/demo/approve", headers={ACTION_HEADER: "1"})
+    no_driver = post("/api/stacks/dev/demo/abort", headers={ACTION_HEADER: "1"})
+    unknown = post("/api/stacks/dev/demo/delete", headers={ACTION_HEADER: "1"})
+    missing = post("/api/stacks/qa/demo/approve", headers={ACTION_HEADER: "1"})
+    not_json = post("/api/stacks/dev/demo/promote", content=b"{", headers={ACTION_HEADER: "1"})
+
+    assert (no_header.status_code, no_header.json()["error"]) == (
+        403, f"actions need the {ACTION_HEADER} header")
+    assert nothing_running.status_code == 409
+    assert "no unfinished rollout" in nothing_running.json()["error"], nothing_running.json()
+    assert no_driver.status_code == 409 and "rollout abort --stack dev" in no_driver.json()["hint"]
+    assert unknown.status_code == 404
+    assert missing.status_code == 404 and missing.json()["error"].startswith("no stack qa")
+    assert not_json.status_code == 409 and "not JSON" in not_json.json()["error"]
+    assert project.journal("dev").requests() == []
+
+
+def test_another_host_name_is_refused(project: Project, client: Client) -> None:
+    """A page whose DNS name was rebound to 127.0.0.1 still sends its own Host."""
+    answer = client().get("/api/overview", headers={"host": "evil.example:8080"})
+
+    assert answer.status_code == 400
+
+
+def test_a_report_outside_the_reports_folder_is_not_served(
+        project: Project, client: Client) -> None:
+    (project.reports.parent / "secret.html").write_text("no")
+    http = client()
+
+    assert http.get("/reports/..%2Fsecret.html").status_code == 404
+    assert http.get("/reports/nothing.html").status_code == 404
+
+
+def test_live_events_follow_the_journal(project: Project) -> None:
+    """Through the real server (uvicorn): the first event is the state as it is, the next
+    one comes when the driver saves a new weight."""
+    journal = project.journal("dev")
+    with Dashboard(project.board(), every=0.1) as dashboard, httpx.Client(
+            base_url=dashboard.url, timeout=10) as http, http.stream(
+            "GET", "/api/events") as stream:
+        weights = []
+        event = ""
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event == "overview":
+                rows = json.loads(line.split(":", 1)[1])
+                weights.append(rows[0]["live"]["canary"])
+                if len(weights) == 1:
+                    journal.save(project.running.moved(weight=50, step=1))
+                else:
+                    break
+    assert weights == [20, 50]
