@@ -49,3 +49,31 @@ def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], *,
              timeout: float = 20, what: str = "") -> Any:
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
         condition, message=what or "the page never showed it")
+
+
+# The dashboard's page, read in one script run each: it redraws as events come, so an element
+# found by one WebDriver call may be gone by the next.
+
+
+def rows(browser: WebDriver) -> list[list[str]]:
+    return list(browser.execute_script(
+        "return [...document.querySelectorAll('tr[data-stack]')]"
+        ".map(row => [row.dataset.stack, row.dataset.service]);"))
+
+
+def row_text(browser: WebDriver, stack: str) -> str:
+    return str(browser.execute_script(
+        "const row = document.querySelector(`tr[data-stack='${arguments[0]}']`);"
+        "return row ? row.innerText : '';", stack))
+
+
+def text(browser: WebDriver, css: str) -> str:
+    return str(browser.execute_script(
+        "const node = document.querySelector(arguments[0]);"
+        "return node ? node.innerText : '';", css))
+
+
+def canary_weight(browser: WebDriver, stack: str) -> str:
+    return str(browser.execute_script(
+        "const cell = document.querySelector(`tr[data-stack='${arguments[0]}'] .live-weight`);"
+        "return cell ? cell.dataset.canary : '';", stack))

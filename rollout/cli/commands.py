@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -645,7 +646,10 @@ def dashboard(
     app_ = create_app(board, allow_actions=allow_actions, every=every, host=host)
     server = uvicorn.Server(uvicorn.Config(app_, log_level="warning",
                                            timeout_graceful_shutdown=1))
-    server.run(sockets=[sock])
+    # Ctrl-C is how a dashboard stops: uvicorn shuts down, then raises it again.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    console.print("dashboard stopped")
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from rollout.adapters.cluster_resource import lease_name, object_name
 from rollout.adapters.cluster_store import ClusterStore
@@ -32,9 +33,12 @@ from rollout.adapters.project import project_copy
 from rollout.adapters.readback import ClusterReadback
 from rollout.adapters.stack import stack_file_values
 from rollout.adapters.stackfile import StackFile
+from rollout.app.board import Board
 from rollout.core.errors import InvalidInput
 from rollout.core.state import Phase, RolloutState
 from rollout.lab.lab import Lab
+from rollout.web.server import Dashboard
+from tests.browser import canary_weight, chromium, rows, text, wait_for
 from tests.lab.support.project import PREFIX, make_project, rollouts
 from tests.lab.support.service import FAST_POLICY, Service
 
@@ -439,6 +443,48 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
     assert re.search(r"AnalysisPassed .* at 50%: request-success-rate [\d.]+ \(primary [\d.]+\) "
                      "PASS", described), described
     traffic.check(candidate_healthy=True)
+
+
+def test_the_dashboard_shows_the_rollout_live_and_its_approve_passes_the_pause(
+        service: Service) -> None:
+    """In a real browser (issue 17): the page lists the lab stack, its live weight (read from
+    the cluster) moves when the driver steps, and the approve button releases a manual pause
+    through the same request as `rollout approve`."""
+    candidate = service.healthy_candidate()
+    policy = {**FAST_POLICY, "stepWeights": [20, 50], "pauses": [{"weight": 20}]}
+    board = Board(service.project, journal_directory=service.journal_dir)
+    stack = service.stack
+    committed = service.stack_file.read_text()
+    stack_file = StackFile(service.stack_file)
+    stack_file.remove([f"{PREFIX}:analysis"])
+    stack_file.set({f"{PREFIX}:analysis": json.dumps(policy)})
+    try:
+        with Dashboard(board, allow_actions=True, every=0.3) as dashboard, chromium() as browser:
+            browser.get(dashboard.url)
+            wait_for(browser, lambda b: [stack, PREFIX] in rows(b) and canary_weight(b, stack)
+                     == "0", what="the lab stack at 100/0")
+            run = service.cli("run", "--version", candidate, "--output", "json")
+            wait_for(browser, lambda b: canary_weight(b, stack) == "20", timeout=90,
+                     what="the live weight moved to 20")
+            browser.get(f"{dashboard.url}/stacks/{stack}/{PREFIX}")
+            wait_for(browser, lambda b: "approval" in text(b, "#card-next"), timeout=60,
+                     what="the manual pause shown")
+            wait_for(browser, lambda b: b.find_elements(By.ID, "action-approve"),
+                     what="the approve button")[0].click()
+            browser.switch_to.alert.accept()
+            clicked = time.monotonic()
+            service.wait_journal(lambda s: s["phase"] != "Waiting", timeout=10)
+            assert time.monotonic() - clicked < 5, "the pause passed within 5 s"
+            code, result, err = _finish(run)
+            assert code == 0 and result["outcome"] == "promoted", err
+    finally:
+        promoted = stack_file_values(service.stack_file).get(f"{PREFIX}:stableVersion")
+        service.stack_file.write_text(committed)
+        if promoted:
+            StackFile(service.stack_file).set({f"{PREFIX}:stableVersion": str(promoted)})
+    (approval,) = [r for r in service.rollouts.journal.requests() if r["action"] == "approve"]
+    assert approval["by"] == "dashboard"
+    assert _live(service) == (100, 0, candidate, 0)
 
 
 # -- the cluster and Prometheus go away --------------------------------------------------------

@@ -7,58 +7,31 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from rollout.web.server import Dashboard
-from tests.browser import wait_for
+from tests.browser import canary_weight, row_text, rows, text, wait_for
 
 from .conftest import Project
-
-# Read in one script run: the page redraws its rows as events come, so an element found by
-# one WebDriver call may be gone by the next.
-
-
-def _rows(browser: WebDriver) -> list[list[str]]:
-    return list(browser.execute_script(
-        "return [...document.querySelectorAll('tr[data-stack]')]"
-        ".map(row => [row.dataset.stack, row.dataset.service]);"))
-
-
-def _row_text(browser: WebDriver, stack: str) -> str:
-    return str(browser.execute_script(
-        "const row = document.querySelector(`tr[data-stack='${arguments[0]}']`);"
-        "return row ? row.innerText : '';", stack))
-
-
-def _text(browser: WebDriver, css: str) -> str:
-    return str(browser.execute_script(
-        "const node = document.querySelector(arguments[0]);"
-        "return node ? node.innerText : '';", css))
-
-
-def _canary(browser: WebDriver, stack: str) -> str:
-    return str(browser.execute_script(
-        "const cell = document.querySelector(`tr[data-stack='${arguments[0]}'] .live-weight`);"
-        "return cell ? cell.dataset.canary : '';", stack))
 
 
 def test_the_overview_lists_the_stacks_and_follows_the_live_weight(
         project: Project, browser: WebDriver) -> None:
     with Dashboard(project.board(), every=0.2) as dashboard:
         browser.get(dashboard.url)
-        wait_for(browser, lambda b: _rows(b) == [["dev", "demo"], ["prod", "demo"]],
+        wait_for(browser, lambda b: rows(b) == [["dev", "demo"], ["prod", "demo"]],
                  what="the two stacks listed")
-        assert _canary(browser, "dev") == "20"
-        text = _row_text(browser, "prod")
-        assert "promoted" in text and "could not reach the cluster" in text
+        assert canary_weight(browser, "dev") == "20"
+        prod = row_text(browser, "prod")
+        assert "promoted" in prod and "could not reach the cluster" in prod
 
         project.journal("dev").save(project.running.moved(weight=50, step=1))
-        wait_for(browser, lambda b: _canary(b, "dev") == "50", what="the weight redrawn")
-        assert "primary 50% / canary 50%" in _row_text(browser, "dev")
+        wait_for(browser, lambda b: canary_weight(b, "dev") == "50", what="the weight redrawn")
+        assert "primary 50% / canary 50%" in row_text(browser, "dev")
 
 
 def test_read_only_has_no_buttons_and_its_endpoints_answer_403(
         project: Project, browser: WebDriver) -> None:
     with Dashboard(project.board(), every=0.2) as dashboard:
         browser.get(f"{dashboard.url}/stacks/dev/demo")
-        wait_for(browser, lambda b: _text(b, "#verdict-word") == "PASS", what="the verdict")
+        wait_for(browser, lambda b: text(b, "#verdict-word") == "PASS", what="the verdict")
         assert "read-only" in browser.find_element(By.ID, "mode").text
         assert browser.find_elements(By.CSS_SELECTOR, "#actions button") == []
         # What a button would send, sent by hand from the page itself.
