@@ -106,14 +106,31 @@ class Board:
 
     def services(self) -> list[tuple[str, str]]:
         """(stack, service) of every canary service of every stack file, in pipeline order."""
-        found = []
-        for stack in stack_files(self.project_dir):
-            values = stack_file_values(settings_path(self.project_dir, stack))
-            found += [(stack, service) for service in services_in(values)]
-        return found
+        return [(stack, service) for stack, services in self._stacks() for service in services]
 
     def overview(self) -> list[ServiceView]:
-        return [self.service_view(stack, service) for stack, service in self.services()]
+        """Every service of every stack; a stack file that cannot be read is a row that says
+        why (service "-"), and the others are still shown."""
+        views = []
+        for stack, services in self._stacks(keep_broken=True):
+            if isinstance(services, RolloutError):
+                views.append(ServiceView(stack=stack, service="-",
+                                         problems=(_problem("stack file", services),)))
+                continue
+            views += [self.service_view(stack, service) for service in services]
+        return views
+
+    def _stacks(self, *, keep_broken: bool = False) -> list[tuple[str, Any]]:
+        found: list[tuple[str, Any]] = []
+        for stack in stack_files(self.project_dir):
+            try:
+                found.append((stack, services_in(
+                    stack_file_values(settings_path(self.project_dir, stack)))))
+            except RolloutError as err:
+                if not keep_broken:
+                    raise
+                found.append((stack, err))
+        return found
 
     def service_view(self, stack: str, service: str) -> ServiceView:
         entry = self._entry(stack, service)
@@ -183,8 +200,11 @@ class Board:
     # -- the pieces ------------------------------------------------------------------------
 
     def _entry(self, stack: str, service: str) -> _Cached:
-        validate_stack_name(stack)
-        validate_service_name(service)
+        try:
+            validate_stack_name(stack)
+            validate_service_name(service)
+        except InvalidInput as err:
+            raise UnknownService(err.message, hint=err.hint) from None
         path = settings_path(self.project_dir, stack)
         try:
             stamp = path.stat().st_mtime

@@ -53,7 +53,13 @@ def stack_files(project_dir: Path) -> list[str]:
     sources = {}
     for path in folder.glob(f"Pulumi.*{ext}"):
         name = path.name[len("Pulumi."):-len(ext)]
-        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            data = None  # listed all the same; reading the stack says what is wrong with it
+        config = (data.get("config") if isinstance(data, dict) else None) or {}
+        if not isinstance(config, dict):
+            config = {}
         promotion = next((v for k, v in config.items() if k.endswith(":promotion")), None)
         sources[name] = promotion.get("from") if isinstance(promotion, dict) else None
     return pipeline_order(sources)

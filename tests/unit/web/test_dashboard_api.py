@@ -167,3 +167,25 @@ def test_live_events_follow_the_journal(project: Project) -> None:
                 else:
                     break
     assert weights == [20, 50]
+
+
+def test_a_broken_stack_file_is_a_row_that_says_why_and_the_others_still_show(
+        project: Project, client: Client) -> None:
+    (project.root / "stacks" / "Pulumi.qa.yaml").write_text("config: [unclosed\n")
+    http = client()
+
+    rows = http.get("/api/overview").json()
+
+    assert [(r["stack"], r["service"]) for r in rows] == [
+        ("dev", "demo"), ("prod", "demo"), ("qa", "-")]
+    (problem,) = rows[2]["problems"]
+    assert problem.startswith("stack file: cannot read ") and "Pulumi.qa.yaml" in problem
+    assert http.get("/api/stacks/qa/demo").status_code == 409
+
+
+@pytest.mark.parametrize("path", ["/api/stacks/bad name!/demo", "/api/stacks/dev/no%20such",
+                                  "/api/stacks/dev/other", "/api/stacks/dev/demo/events/x"])
+def test_nonsense_names_are_404_with_the_fix(client: Client, path: str) -> None:
+    answer = client().get(path)
+
+    assert answer.status_code == 404, answer.text
