@@ -9,6 +9,7 @@ costs about 30 s); each leaves it idle. The one that stops the API server runs l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -352,11 +353,17 @@ def _wait_lease_expired(service: Service, timeout: float = 60) -> None:
 
 
 def test_two_checkouts_share_one_rollout_through_the_cluster(
-        service: Service, tmp_path: Path) -> None:
+        service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two clones stand in for two machines (issue 14): a second driver is refused naming the
     holder; an approval from the other clone passes the pause; a driver whose Lease is taken
     by hand stops without another write (exit 3); a SIGKILLed holder is taken over once its
-    lease expires; `kubectl get canaryrollouts -A` shows it all; the file store is unused."""
+    lease expires; `kubectl get canaryrollouts -A` shows it all; the file store is unused.
+
+    The other clone approves from its dashboard, in a real browser (issue 17): the page lists
+    the lab stack at 100/0, its live weight (read from the cluster) moves to 20 when the
+    driver steps, and the approve button releases the manual pause through the same request
+    as `rollout approve`."""
+    monkeypatch.setenv("KUBECONFIG", str(service.lab.layout.kubeconfig))
     # `rollout install` again on the lab, which installed it: idempotent.
     install = subprocess.run([sys.executable, "-m", "rollout.cli", "install"], env={
         **os.environ, **service.lab.environment()}, capture_output=True, text=True, timeout=120,
@@ -370,9 +377,18 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
     stack_file.set({f"{PREFIX}:analysis": json.dumps(policy), f"{PREFIX}:stateStore": "cluster"})
     traffic = Traffic(service)
     a, b = service, _clone(service, tmp_path / "b")
+    stack = service.stack
     try:
-        with KubectlWatch(service) as watch:
+        with KubectlWatch(service) as watch, contextlib.ExitStack() as page:
+            dashboard = page.enter_context(Dashboard(Board(b.project), allow_actions=True,
+                                                     every=0.3))
+            browser = page.enter_context(chromium())
+            browser.get(dashboard.url)
+            wait_for(browser, lambda web: [stack, PREFIX] in rows(web)
+                     and canary_weight(web, stack) == "0", what="the lab stack at 100/0")
             run = a.cli("run", "--version", candidate, "--output", "json")
+            wait_for(browser, lambda web: canary_weight(web, stack) == "20", timeout=90,
+                     what="the live weight moved to 20")
             _wait_cluster_state(a, lambda s: s.weight == 20)
             started = time.monotonic()
             second = b.cli("run", "--version", candidate)
@@ -385,12 +401,23 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
             watcher = b.cli("status", "--watch", "--output", "json")
 
             _wait_cluster_state(a, lambda s: s.phase is Phase.WAITING)
-            approve = b.cli("approve")
-            _, said = approve.communicate(timeout=60)
-            assert approve.returncode == 0, said
+            browser.get(f"{dashboard.url}/stacks/{stack}/{PREFIX}")
+            wait_for(browser, lambda web: "approval" in text(web, "#card-next"),
+                     what="the manual pause shown")
+            wait_for(browser, lambda web: web.find_elements(By.ID, "action-approve"),
+                     what="the approve button")[0].click()
+            browser.switch_to.alert.accept()
+            wait_for(browser, lambda web: "approve requested" in text(web, "#message"),
+                     what="the request stored")
             approved = time.monotonic()
             _wait_cluster_state(a, lambda s: s.phase is not Phase.WAITING, timeout=10)
             assert time.monotonic() - approved < 2, "the pause passed within 2 s"
+            page.close()  # the dashboard and browser are done
+            (approval,) = [r for r in ClusterStore.from_kubeconfig(
+                stack=stack, namespace=service.namespace, service=PREFIX,
+                kubeconfig=str(service.lab.layout.kubeconfig)).requests()
+                if r["action"] == "approve"]
+            assert approval["by"] == "dashboard"
 
             # The Lease taken away while A waits out its analysis interval at 50%: A stops
             # with exit 3 and writes nothing more (no revert: the weights stay at 50/50).
@@ -443,48 +470,6 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
     assert re.search(r"AnalysisPassed .* at 50%: request-success-rate [\d.]+ \(primary [\d.]+\) "
                      "PASS", described), described
     traffic.check(candidate_healthy=True)
-
-
-def test_the_dashboard_shows_the_rollout_live_and_its_approve_passes_the_pause(
-        service: Service) -> None:
-    """In a real browser (issue 17): the page lists the lab stack, its live weight (read from
-    the cluster) moves when the driver steps, and the approve button releases a manual pause
-    through the same request as `rollout approve`."""
-    candidate = service.healthy_candidate()
-    policy = {**FAST_POLICY, "stepWeights": [20, 50], "pauses": [{"weight": 20}]}
-    board = Board(service.project, journal_directory=service.journal_dir)
-    stack = service.stack
-    committed = service.stack_file.read_text()
-    stack_file = StackFile(service.stack_file)
-    stack_file.remove([f"{PREFIX}:analysis"])
-    stack_file.set({f"{PREFIX}:analysis": json.dumps(policy)})
-    try:
-        with Dashboard(board, allow_actions=True, every=0.3) as dashboard, chromium() as browser:
-            browser.get(dashboard.url)
-            wait_for(browser, lambda b: [stack, PREFIX] in rows(b) and canary_weight(b, stack)
-                     == "0", what="the lab stack at 100/0")
-            run = service.cli("run", "--version", candidate, "--output", "json")
-            wait_for(browser, lambda b: canary_weight(b, stack) == "20", timeout=90,
-                     what="the live weight moved to 20")
-            browser.get(f"{dashboard.url}/stacks/{stack}/{PREFIX}")
-            wait_for(browser, lambda b: "approval" in text(b, "#card-next"), timeout=60,
-                     what="the manual pause shown")
-            wait_for(browser, lambda b: b.find_elements(By.ID, "action-approve"),
-                     what="the approve button")[0].click()
-            browser.switch_to.alert.accept()
-            clicked = time.monotonic()
-            service.wait_journal(lambda s: s["phase"] != "Waiting", timeout=10)
-            assert time.monotonic() - clicked < 5, "the pause passed within 5 s"
-            code, result, err = _finish(run)
-            assert code == 0 and result["outcome"] == "promoted", err
-    finally:
-        promoted = stack_file_values(service.stack_file).get(f"{PREFIX}:stableVersion")
-        service.stack_file.write_text(committed)
-        if promoted:
-            StackFile(service.stack_file).set({f"{PREFIX}:stableVersion": str(promoted)})
-    (approval,) = [r for r in service.rollouts.journal.requests() if r["action"] == "approve"]
-    assert approval["by"] == "dashboard"
-    assert _live(service) == (100, 0, candidate, 0)
 
 
 # -- the cluster and Prometheus go away --------------------------------------------------------
