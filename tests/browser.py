@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -46,9 +47,18 @@ def chromium() -> Iterator[WebDriver]:
 
 
 def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], *,
-             timeout: float = 20, what: str = "") -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
-        condition, message=what or "the page never showed it")
+             timeout: float = 20, what: str = "", page_said: str = "") -> Any:
+    """`condition`'s first truthy value; on timeout an error naming `what` and what the page
+    (or, given `page_said`, the dashboard's JSON at that path) showed instead."""
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    except TimeoutException:
+        seen = text(driver, "main")
+        if page_said:
+            seen = str(driver.execute_async_script(
+                "fetch(arguments[0]).then(r => r.text()).then(arguments[1]);", page_said))
+        raise AssertionError(f"the page never showed {what or 'it'} in {timeout:g}s; it "
+                             f"showed: {seen[:3000]}") from None
 
 
 # The dashboard's page, read in one script run each: it redraws as events come, so an element

@@ -26,7 +26,12 @@ from rollout.core.errors import InvalidInput, RolloutError
 from rollout.core.policy import analysis_spec, load_policy
 from rollout.core.ports import LiveView
 from rollout.core.service import ServiceSettings, service_settings
-from rollout.core.stackconfig import services_in, validate_service_name, validate_stack_name
+from rollout.core.stackconfig import (
+    decode,
+    services_in,
+    validate_service_name,
+    validate_stack_name,
+)
 from rollout.core.state import RolloutState
 
 LiveReader = Callable[[ServiceSettings, str | None], LiveView]
@@ -226,7 +231,9 @@ class Board:
                             journal_directory=self._journal_directory)
         values = stack_file_values(settings_path(self.project_dir, stack))
         prefix = f"{service}:"
-        plain = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
+        # As the program reads them: structured values may be JSON text (`pulumi config set`).
+        plain = {k[len(prefix):]: decode(v) if isinstance(v, str) else v
+                 for k, v in values.items() if k.startswith(prefix)}
         context = values.get("kubernetes:context")
         try:
             code = rollouts.code_settings() if _needs_code(plain) else {}

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from rollout.cli.views import brief
 from rollout.core.fleet import FleetResult, FleetRow, RowStatus
 
 # A reason can hold a whole PromQL query; `--output json` and `rollout history` keep it all.
@@ -17,8 +18,7 @@ STATUS_COLOURS = {"promoted": "green", "nothing-to-do": "green", "rolled-back": 
 
 
 def short(reason: str) -> str:
-    reason = reason.split("; query:")[0]
-    return reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 3] + "..."
+    return brief(reason, limit=REASON_CHARS)
 
 
 def fleet_table(rows: list[FleetRow], *, title: str = "fleet") -> Table:

@@ -61,6 +61,16 @@ def status_table(state: RolloutState) -> Table:
     return table
 
 
+def brief(reason: str, *, limit: int | None = None) -> str:
+    """A reason for a glance: up to its first PromQL query (the report and `rollout status`
+    keep it whole), at most `limit` characters."""
+    head, cut, _ = reason.partition("; query:")
+    text = head + ")" if cut and head.count("(") > head.count(")") else head
+    if limit is not None and len(text) > limit:
+        return text[:limit - 3] + "..."
+    return text
+
+
 def failed_of(failed: int, threshold: int | None) -> str:
     """"1 of 3": failed checks against the threshold that reverts; the count alone when the
     threshold is not known (a rollout journaled before it was)."""
@@ -134,7 +144,7 @@ def _watch_lines(snap: Snapshot, *, where: str) -> list[str]:
             lines.append(f"next stop     {escape(snap.next_stop)}")
     else:
         took = words(snap.updated_at - snap.started_at)
-        lines.append(f"ended after   {took}: {escape(snap.reason or '-')}")
+        lines.append(f"ended after   {took}: {escape(brief(snap.reason) or '-')}")
     return lines
 
 
@@ -151,7 +161,7 @@ def _verdict_parts(snap: Snapshot) -> list[Any]:
     colour = {"PASS": "green", "FAIL": "red"}.get(snap.verdict, "yellow")
     at = f" at {snap.verdict_weight}%" if snap.verdict_weight is not None else ""
     parts: list[Any] = [f"last verdict  [{colour}]{snap.verdict}[/]{at}: "
-                        f"{escape(snap.verdict_reason)}"]
+                        f"{escape(brief(snap.verdict_reason))}"]
     if snap.metrics:
         table = Table("metric", "canary", "primary", "threshold", "result")
         for row in snap.metrics:

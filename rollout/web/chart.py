@@ -72,7 +72,8 @@ def _title(summary: Mapping[str, Any]) -> str:
     head = (f"<b>{summary['app']} on {summary['stack']}: {summary['candidate']} (candidate) vs "
             f"{summary['stable']} (stable)</b>")
     outcome = summary["outcome"] or f"in progress ({summary['phase']})"
-    line = f"{outcome.upper().replace('-', ' ')}: {summary['reason'] or 'no reason recorded'}"
+    reason = summary["reason"] or ("no reason recorded" if summary["outcome"] else "")
+    line = outcome.upper().replace("-", " ") + (f": {reason}" if reason else "")
     colour = OUTCOME_COLOURS.get(summary["outcome"] or "", "#424242")
     wrapped = "<br>".join(textwrap.wrap(line, width=140, max_lines=2, placeholder=" …"))
     return f"{head}<br><span style='font-size:12px;color:{colour}'>{_escape(wrapped)}</span>"

@@ -385,10 +385,11 @@ def test_two_checkouts_share_one_rollout_through_the_cluster(
             browser = page.enter_context(chromium())
             browser.get(dashboard.url)
             wait_for(browser, lambda web: [stack, PREFIX] in rows(web)
-                     and canary_weight(web, stack) == "0", what="the lab stack at 100/0")
+                     and canary_weight(web, stack) == "0", what="the lab stack at 100/0",
+                     page_said="/api/overview")
             run = a.cli("run", "--version", candidate, "--output", "json")
             wait_for(browser, lambda web: canary_weight(web, stack) == "20", timeout=90,
-                     what="the live weight moved to 20")
+                     what="the live weight moved to 20", page_said="/api/overview")
             _wait_cluster_state(a, lambda s: s.weight == 20)
             started = time.monotonic()
             second = b.cli("run", "--version", candidate)

@@ -232,3 +232,17 @@ def test_the_watch_view_prints_brackets_in_reasons_as_they_are() -> None:
     state = replace(state, analyses=[{**state.analyses[-1], "reason": reason}])
     text = _render(views.watch_view(state, stack=STACK, where="files in [j]", now=NOW))
     assert text.count(reason) == 2 and "files in [j]" in text
+
+
+def test_a_reason_at_a_glance_stops_before_its_query() -> None:
+    from rollout.cli.views import brief
+
+    reason = ("1 of 2 metrics failed: request-duration of canary demo-canary was 940.7 ms over "
+              "10s, above the maximum 500 ms (primary demo-primary was 17.72 ms; query: "
+              "histogram_quantile(0.99, sum(rate(x[10s])) by (le)))")
+
+    assert brief(reason) == ("1 of 2 metrics failed: request-duration of canary demo-canary "
+                             "was 940.7 ms over 10s, above the maximum 500 ms (primary "
+                             "demo-primary was 17.72 ms)")
+    assert brief("v2 passed every step") == "v2 passed every step"
+    assert brief(reason, limit=30) == "1 of 2 metrics failed: requ..."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,11 @@ STACK_FILE = """config:
   demo:image: registry.local/demo
   demo:stableVersion: {stable}
   demo:stateStore: file
+  demo:analysis: '{analysis}'
 """
+# As `pulumi config set demo:analysis '<json>'` writes it: structured config as JSON text.
+ANALYSIS = json.dumps({"interval": "10s", "threshold": 2, "metrics": [
+    {"name": "request-success-rate", "thresholdRange": {"min": 99}}]})
 
 VERDICT = {
     "passed": True, "failed_checks": 0, "weight": 20, "step": 0, "at": 0.0,
@@ -74,7 +79,7 @@ def project(tmp_path: Path) -> Project:
     (root / "Pulumi.yaml").write_text("name: shop\nruntime: python\nstackConfigDir: stacks\n")
     for stack, stable in (("dev", "v1"), ("prod", "v2")):
         (root / "stacks" / f"Pulumi.{stack}.yaml").write_text(
-            STACK_FILE.format(namespace=stack, stable=stable))
+            STACK_FILE.format(namespace=stack, stable=stable, analysis=ANALYSIS))
     now = time.time()
     running = RolloutState(
         stack="dev", candidate="v2", stable="v1", last_good={}, phase=Phase.PROGRESSING,
