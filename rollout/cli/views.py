@@ -196,7 +196,7 @@ def show_demo(out: Console, runs: list[Any], total: float) -> None:
         if r.reports:
             out.print(f"  report: {r.reports.get('html')}")
         if r.reports.get("dashboard"):
-            out.print(f"  dashboard during the rollout: {r.reports['dashboard']}")
+            out.print(f"  dashboard: {r.reports['dashboard']}")
     out.print(f"demo finished in {total:.0f}s")
 
 
