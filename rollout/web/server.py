@@ -30,6 +30,7 @@ STATIC = Path(__file__).parent / "static"
 # to a cross-origin POST without a CORS preflight, which this server never grants.
 ACTION_HEADER = "X-Rollout-Dashboard"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ANY_ADDRESS = ("0.0.0.0", "::")
 _REPORT_FILE = re.compile(r"^[\w.-]+\.(html|json|js)$")
 
 
@@ -40,9 +41,10 @@ def create_app(board: Board, *, allow_actions: bool = False, every: float = 1.0,
     app = FastAPI(title="canary-rollout dashboard", docs_url=None, redoc_url=None,
                   openapi_url=None)
     # Answers only to the names it is bound under: a page of another site that rebinds its
-    # DNS name to 127.0.0.1 gets 400, not the rollout state.
-    app.add_middleware(TrustedHostMiddleware,
-                       allowed_hosts=sorted({*LOOPBACK, "[::1]", host}))
+    # DNS name to 127.0.0.1 gets 400, not the rollout state. Bound to every address, it
+    # cannot know its names: the person who chose that was warned by the CLI.
+    allowed = ["*"] if host in ANY_ADDRESS else sorted({*LOOPBACK, "[::1]", host})
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(UnknownService)

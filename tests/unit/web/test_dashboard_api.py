@@ -189,3 +189,33 @@ def test_nonsense_names_are_404_with_the_fix(client: Client, path: str) -> None:
     answer = client().get(path)
 
     assert answer.status_code == 404, answer.text
+
+
+def test_bound_to_one_address_it_answers_to_that_address_and_loopback_only(
+        project: Project) -> None:
+    from rollout.web.server import create_app
+
+    def status(app: object, host: str) -> int:
+        import asyncio
+
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/api/config", "raw_path":
+                 b"/api/config", "query_string": b"", "root_path": "", "scheme": "http",
+                 "server": ("127.0.0.1", 80), "headers": [(b"host", host.encode())],
+                 "http_version": "1.1"}
+        asyncio.run(app(scope, receive, send))  # type: ignore[operator]
+        return int(sent[0]["status"])  # type: ignore[call-overload]
+
+    one = create_app(project.board(), host="192.0.2.10")
+    every = create_app(project.board(), host="0.0.0.0")
+
+    assert [status(one, h) for h in ("192.0.2.10:8040", "localhost:8040", "evil.example")] == [
+        200, 200, 400]
+    assert status(every, "dashboard.internal:8040") == 200
