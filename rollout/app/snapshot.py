@@ -66,8 +66,12 @@ class Snapshot:
     open_ended: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the durations also in words (`words`), so a page shows them as
+        the terminal does."""
         data = asdict(self)
         data["metrics"] = [asdict(row) for row in self.metrics]
+        data["time_left"] = None if self.seconds_left is None else words(self.seconds_left)
+        data["took"] = words(self.updated_at - self.started_at)
         return data
 
 

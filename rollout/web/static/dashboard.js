@@ -27,14 +27,6 @@ function replace(id, node) {
   return node;
 }
 
-function duration(seconds) {
-  if (seconds === null || seconds === undefined) return "-";
-  const whole = Math.max(Math.round(seconds), 0);
-  if (whole >= 3600) return `${Math.floor(whole / 3600)}h ${Math.floor((whole % 3600) / 60)}m`;
-  if (whole >= 60) return `${Math.floor(whole / 60)}m ${whole % 60}s`;
-  return `${whole}s`;
-}
-
 function weightBar(primary, canary) {
   return el("span", {cls: "bar", "aria-hidden": "true"},
     el("span", {cls: "primary", style: `width:${primary}%`}),
@@ -160,7 +152,7 @@ function drawService(stack, service, data) {
     cards.push(card("candidate", `${r.candidate} (stable ${r.stable})`));
     cards.push(card("failed checks", r.threshold ? `${r.failed_checks} of ${r.threshold}` : String(r.failed_checks)));
     if (r.running) {
-      const left = r.seconds_left === null ? "-" : `~${duration(r.seconds_left)}${r.open_ended ? " + manual" : ""}`;
+      const left = r.time_left === null ? "-" : `~${r.time_left}${r.open_ended ? " + manual" : ""}`;
       cards.push(card("time left", left));
       cards.push(card(r.waiting ? "waiting for" : "next", r.waiting || r.next_stop || "-", "card-next"));
     } else {
@@ -242,7 +234,7 @@ function drawHistory(history) {
     el("td", {text: h.candidate}),
     el("td", {cls: h.outcome || "", text: h.outcome || h.phase}),
     el("td", {text: h.reason}),
-    el("td", {cls: "num", text: duration(h.updated_at - h.started_at)}),
+    el("td", {cls: "num", text: h.took}),
     el("td", {}, h.report ? el("a", {href: `/reports/${encodeURIComponent(h.report)}`, text: "report"}) : "-")));
   if (!rows.length) rows.push(el("tr", {}, el("td", {colspan: "6", text: "no finished rollout yet"})));
   replace("history", el("table", {}, head, ...rows));

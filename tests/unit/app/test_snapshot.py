@@ -284,7 +284,9 @@ def test_to_dict_is_json_ready_with_metrics_as_a_list() -> None:
                                 "failed": True, "canary": "97.25%", "primary": "99.9%",
                                 "threshold": "at least 99%"}]
     assert data["threshold"] == 3 and data["phase"] == "Progressing"
-    assert set(data) == {f for f in Snapshot.__dataclass_fields__}
+    assert set(data) == {*Snapshot.__dataclass_fields__, "time_left", "took"}
+    assert (data["time_left"], data["took"]) == (words(snap.seconds_left or 0),
+                                                 words(snap.updated_at - snap.started_at))
 
 
 @pytest.mark.parametrize(("seconds", "said"), [
