@@ -148,8 +148,9 @@ def test_history_keeps_the_newest_in_the_status_and_hands_the_oldest_to_the_arch
 
 def test_history_in_the_status_stays_within_its_byte_budget() -> None:
     entries = _entries(10)
-    one = len(json.dumps(entries[0], separators=(",", ":")))
-    kept, older = resource.split_history(entries, limit=20, budget=one * 3 + 10)
+    # Exactly the newest three: entries differ in size (their times are floats of any length).
+    sizes = [len(json.dumps(entry, separators=(",", ":"))) for entry in entries]
+    kept, older = resource.split_history(entries, limit=20, budget=sum(sizes[-3:]))
     assert kept == entries[-3:] and older == entries[:-3]
     kept, older = resource.split_history(entries, limit=20, budget=10)
     assert kept == entries[-1:], "the newest rollout is always kept, whatever its size"
