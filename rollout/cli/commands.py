@@ -97,6 +97,7 @@ def lab_down(
 @lab_app.command("status")
 def lab_status(output: OutputOption = Output.text) -> None:
     """Report each lab component; exits 3 when any is not healthy."""
+    from rollout.lab.components import UNSAFE_NO_FSYNC
     from rollout.lab.lab import Lab
     from rollout.lab.traffic import running_traffic
 
@@ -104,12 +105,14 @@ def lab_status(output: OutputOption = Output.text) -> None:
     statuses = lab.status()
     traffic = [t.status() for t in running_traffic(lab.layout)]
     if output is Output.json:
-        out.print_json(json.dumps(views.lab_json(statuses, traffic=traffic), default=str))
+        out.print_json(json.dumps({**views.lab_json(statuses, traffic=traffic),
+                                   "notes": [UNSAFE_NO_FSYNC]}, default=str))
     else:
         out.print(views.lab_table(statuses))
         for t in traffic:
             out.print(f"traffic {t.name}: {t.state} at {t.url}, weights {t.weights}, "
                       f"versions {t.backends}")
+        out.print(f"note: {UNSAFE_NO_FSYNC}", highlight=False)
     if not statuses or not all(s.healthy for s in statuses):
         raise typer.Exit(3)
 

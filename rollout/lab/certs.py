@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,22 @@ class PKI:
         return self.directory / "admin.key"
 
     @property
+    def etcd_cert(self) -> Path:
+        return self.directory / "etcd.crt"
+
+    @property
+    def etcd_key(self) -> Path:
+        return self.directory / "etcd.key"
+
+    @property
+    def etcd_client_cert(self) -> Path:
+        return self.directory / "apiserver-etcd-client.crt"
+
+    @property
+    def etcd_client_key(self) -> Path:
+        return self.directory / "apiserver-etcd-client.key"
+
+    @property
     def sa_key(self) -> Path:
         return self.directory / "sa.key"
 
@@ -58,15 +75,36 @@ class PKI:
         return self.directory / "sa.pub"
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Writes a secret readable by its owner only from its first byte: created 0600, and a
+    file already there is narrowed to 0600 before anything is written into it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def private_directory(path: Path) -> Path:
+    """A directory only its owner can list or enter (0700), whatever the umask."""
+    path.mkdir(parents=True, mode=0o700, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
+    write_private(path, key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
+
+
+def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
 
 
 def _name(common_name: str, organization: str | None = None) -> x509.Name:
@@ -114,40 +152,53 @@ def _sign(
 
 
 def create_pki(directory: Path) -> PKI:
-    """Creates every key and certificate once; an existing PKI is kept as it is."""
+    """Creates every key and certificate that is missing, signed by the lab's one CA; what
+    exists is kept (a lab made before etcd had certificates gets them, from its own CA)."""
     pki = PKI(directory)
-    if pki.sa_pub.exists():
-        return pki
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
+    private_directory(directory)
     ca_name = _name("canary-rollout-lab-ca")
-    ca = _sign(subject=ca_name, public_key=ca_key.public_key(), issuer=ca_name, issuer_key=ca_key,
-               is_ca=True)
-    _write_key(pki.ca_key, ca_key)
-    pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    if pki.ca_key.exists() and pki.ca_cert.exists():
+        ca_key = _load_key(pki.ca_key)
+    else:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = _sign(subject=ca_name, public_key=ca_key.public_key(), issuer=ca_name,
+                   issuer_key=ca_key, is_ca=True)
+        _write_key(pki.ca_key, ca_key)
+        pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
-    serving_key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in API_SERVER_NAMES]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in API_SERVER_IPS]
-    serving = _sign(subject=_name("kube-apiserver"), public_key=serving_key.public_key(),
-                    issuer=ca_name, issuer_key=ca_key,
-                    usages=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans)
-    _write_key(pki.serving_key, serving_key)
-    pki.serving_cert.write_bytes(serving.public_bytes(serialization.Encoding.PEM))
+    def leaf(cert: Path, key_path: Path, subject: x509.Name,
+             usages: list[x509.ObjectIdentifier], sans: list[x509.GeneralName] | None = None
+             ) -> None:
+        if cert.exists() and key_path.exists():
+            return
+        key = ec.generate_private_key(ec.SECP256R1())
+        signed = _sign(subject=subject, public_key=key.public_key(), issuer=ca_name,
+                       issuer_key=ca_key, usages=usages, sans=sans)
+        _write_key(key_path, key)
+        cert.write_bytes(signed.public_bytes(serialization.Encoding.PEM))
 
-    admin_key = ec.generate_private_key(ec.SECP256R1())
-    admin = _sign(subject=_name("lab-admin", "system:masters"), public_key=admin_key.public_key(),
-                  issuer=ca_name, issuer_key=ca_key, usages=[ExtendedKeyUsageOID.CLIENT_AUTH])
-    _write_key(pki.admin_key, admin_key)
-    pki.admin_cert.write_bytes(admin.public_bytes(serialization.Encoding.PEM))
-
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write_key(pki.sa_key, sa_key)
-    pki.sa_pub.write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    loopback: list[x509.GeneralName] = [x509.DNSName("localhost"),
+                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    api_sans: list[x509.GeneralName] = [x509.DNSName(n) for n in API_SERVER_NAMES]
+    api_sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in API_SERVER_IPS]
+    leaf(pki.serving_cert, pki.serving_key, _name("kube-apiserver"),
+         [ExtendedKeyUsageOID.SERVER_AUTH], api_sans)
+    leaf(pki.admin_cert, pki.admin_key, _name("lab-admin", "system:masters"),
+         [ExtendedKeyUsageOID.CLIENT_AUTH])
+    # etcd answers only clients with a certificate of this CA (the API server, and the lab's
+    # own health check with the admin certificate); its peer port uses the same pair.
+    leaf(pki.etcd_cert, pki.etcd_key, _name("etcd"),
+         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], loopback)
+    leaf(pki.etcd_client_cert, pki.etcd_client_key, _name("kube-apiserver-etcd-client"),
+         [ExtendedKeyUsageOID.CLIENT_AUTH])
+    if not (pki.sa_key.exists() and pki.sa_pub.exists()):
+        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        _write_key(pki.sa_key, sa_key)
+        pki.sa_pub.write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
         )
-    )
     return pki
 
 
@@ -162,6 +213,5 @@ def write_kubeconfig(path: Path, *, pki: PKI, server: str, context: str = "canar
         "contexts": [{"name": context, "context": {"cluster": context, "user": "lab-admin"}}],
         "current-context": context,
     }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    path.chmod(0o600)
+    write_private(path, yaml.safe_dump(config, sort_keys=False).encode())
     return path

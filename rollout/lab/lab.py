@@ -21,7 +21,7 @@ from rollout.adapters.toolchain import (
 )
 from rollout.core.errors import LabError
 from rollout.lab import components, kube
-from rollout.lab.certs import PKI, create_pki, write_kubeconfig
+from rollout.lab.certs import PKI, create_pki, private_directory, write_kubeconfig, write_private
 from rollout.lab.components import Component
 from rollout.lab.processes import ProcessTable, port_in_use
 
@@ -58,8 +58,9 @@ class Lab:
                 "prometheus is not installed",
                 hint="apt-get install -y prometheus (make bootstrap does this for you)",
             )
+        components.check_prometheus(prometheus)
         return [
-            components.etcd(tools, layout, ports),
+            components.etcd(tools, layout, ports, pki),
             components.kube_apiserver(tools, layout, ports, pki),
             components.kube_controller_manager(tools, layout, ports, pki),
             components.kube_scheduler(tools, layout, ports),
@@ -110,14 +111,14 @@ class Lab:
     def _prepare_state(self, tools: Toolchain) -> None:
         layout = self.layout
         for path in (layout.run, layout.logs, layout.scrape_targets, layout.pulumi_backend,
-                     layout.pulumi_home, layout.certs):
+                     layout.pulumi_home):
             path.mkdir(parents=True, exist_ok=True)
+        private_directory(layout.certs)
         (layout.prometheus / "prometheus.yml").write_text(
             components.prometheus_config(layout, self.ports)
         )
         if not layout.passphrase.exists():
-            layout.passphrase.write_text(secrets.token_urlsafe(24))
-            layout.passphrase.chmod(0o600)
+            write_private(layout.passphrase, secrets.token_urlsafe(24).encode())
         install_provider_plugin(tools, layout.pulumi_home)
 
     def _start(self, component: Component, pki: PKI, progress: Progress) -> None:
