@@ -29,9 +29,12 @@ class Behaviour:
 
 
 GOOD = Behaviour()
-# v1, v2: healthy. v3: 8% of requests fail with 500. v4: 5% of requests take 0.6-1.0 s, so
-# p99 is about 800 ms while the median stays at 5 ms. Any other version behaves like v1.
+# The one table of the versions the lab's demo app can be: v0, v1, v2: healthy (v0 is where
+# the promotion tests' prod starts, before the v1 staging proved). v3: 8% of
+# requests fail with 500. v4: 5% of requests take 0.6-1.0 s, so p99 is about 800 ms while
+# the median stays at 5 ms. Another version is an error, never a silent copy of v1.
 BEHAVIOURS: dict[str, Behaviour] = {
+    "v0": GOOD,
     "v1": GOOD,
     "v2": GOOD,
     "v3": Behaviour(error_rate=0.08),
@@ -39,8 +42,18 @@ BEHAVIOURS: dict[str, Behaviour] = {
 }
 
 
+class UnknownVersion(ValueError):
+    pass
+
+
 def behaviour_of(version: str) -> Behaviour:
-    return BEHAVIOURS.get(version.lower(), GOOD)
+    try:
+        return BEHAVIOURS[version]
+    except KeyError:
+        raise UnknownVersion(
+            f"the lab's demo app has no version {version!r}: it knows "
+            f"{', '.join(BEHAVIOURS)}; add one to BEHAVIOURS in rollout/lab/demoapp.py, or "
+            "roll out one of those") from None
 
 
 def draw(behaviour: Behaviour, rng: random.Random) -> tuple[int, float]:
@@ -127,7 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--exit-with-parent", action="store_true")
     args = parser.parse_args(argv)
-    server = DemoServer(args.port, args.version, args.seed)
+    try:
+        server = DemoServer(args.port, args.version, args.seed)
+    except UnknownVersion as err:
+        # The one line on stdout, read by whoever started us (as READY would be).
+        print(f"ERROR {err}", flush=True)
+        return 2
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)

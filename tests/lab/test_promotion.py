@@ -88,7 +88,7 @@ def pipeline(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pip
     os.environ["CANARY_JOURNAL_DIR"] = str(tmp / "journal")
     try:
         for env, policy in (("staging", LENIENT_POLICY), ("prod", ONE_STEP_POLICY)):
-            # prod starts on v0 (behaves like v1), so staging's hand-deployed v1 is news to it.
+            # prod starts on v0 (healthy, in the demo app's table), so staging's v1 is news to it.
             extra = ({"promotion": {"from": f"st-{tag}"}, "stableVersion": "v0"}
                      if env == "prod" else {})
             _, name, namespace = make_project(tmp, stack=f"{env[:2]}-{tag}", overrides={

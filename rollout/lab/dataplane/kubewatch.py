@@ -39,8 +39,15 @@ def declared_version(deployment: Mapping[str, Any] | None) -> str | None:
             version = env.get("VERSION") or (image.rsplit(":", 1)[1] if ":" in image else None)
             if version:
                 break
-    version = str(version or "v1")
-    return version if _VERSION_RE.match(version) else "v1"
+    if not version:
+        log.error("%s declares no version (no %s label, VERSION env or image tag): it gets "
+                  "no backend", (deployment.get("metadata") or {}).get("name"), VERSION_LABEL)
+        return None
+    if not _VERSION_RE.match(str(version)):
+        log.error("%s declares the version %r, which is no label value: it gets no backend",
+                  (deployment.get("metadata") or {}).get("name"), version)
+        return None
+    return str(version)
 
 
 def _lines(resp: Any) -> Iterator[str]:

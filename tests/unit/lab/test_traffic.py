@@ -60,7 +60,14 @@ def test_behaviour_table_by_version() -> None:
     assert 600 <= _quantile(slow, 0.99) <= 1000
     assert _quantile([s * 1000 for _, s in (demoapp.draw(demoapp.GOOD, rng)
                                             for _ in range(20000))], 0.99) < 15
-    assert demoapp.behaviour_of("v9-unknown") == demoapp.behaviour_of("v1")
+    with pytest.raises(demoapp.UnknownVersion, match="knows v0, v1, v2, v3, v4"):
+        demoapp.behaviour_of("v9-unknown")
+
+
+def test_a_version_the_demo_app_does_not_know_fails_to_start_saying_why() -> None:
+    with pytest.raises(RuntimeError) as err:
+        start_demoapp("v9")
+    assert "no version 'v9': it knows v0, v1, v2, v3, v4" in str(err.value)
 
 
 def _start_demoapp(version: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -190,6 +197,22 @@ def test_declared_version_comes_from_the_pod_template() -> None:
     assert declared_version(None) is None
 
 
+def test_a_deployment_without_a_usable_version_gets_no_backend_and_a_log_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    untagged = {"metadata": {"name": "demo-canary"}, "spec": {"template": {"spec": {
+        "containers": [{"image": "registry.local/demo", "env": []}]}}}}
+    too_long = {"metadata": {"name": "demo-canary"}, "spec": {"template": {
+        "metadata": {"labels": {}}, "spec": {"containers": [
+            {"image": "registry.local/demo:" + "v" * 100, "env": []}]}}}}
+
+    with caplog.at_level("ERROR", logger="dataplane"):
+        assert declared_version(untagged) is None, "not v1, which it never declared"
+        assert declared_version(too_long) is None
+
+    assert "demo-canary declares no version" in caplog.text
+    assert "which is no label value" in caplog.text
+
+
 # -- telemetry --------------------------------------------------------------------------------
 
 
@@ -273,13 +296,13 @@ def test_proxy_routes_switches_versions_without_a_gap_and_counts(
     asker = threading.Thread(target=keep_asking)
     asker.start()
     time.sleep(0.1)
-    dp.backends.want("demo-canary", "v2.1")
+    dp.backends.want("demo-canary", "v1")
     time.sleep(0.2)
     stop.set()
     asker.join()
     assert {code for code, _, _ in results} == {200}
-    assert {v for _, v, _ in results} == {"v2", "v2.1"}
-    assert results[-1][1] == "v2.1"
+    assert {v for _, v, _ in results} == {"v2", "v1"}
+    assert results[-1][1] == "v1"
 
     dp.backends.want("demo-canary", None)
     assert _get(port)[0] == 503
