@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rollout.lab.dataplane.backends import Backends
+from rollout.lab.dataplane.matching import split_target
 from rollout.lab.dataplane.routing import RoutingTable, default_table, table_from_object
 from rollout.lab.dataplane.telemetry import Telemetry
 
@@ -44,31 +45,41 @@ class DataPlane:
 
     def set_table(self, table: RoutingTable) -> None:
         changed = table.weights() != self.table.weights() or table.routes != self.table.routes
+        for problem in table.problems:
+            if problem not in self.table.problems:  # once, not per request nor per re-apply
+                log.warning("%s", problem)
         self.table = table
         self.telemetry.route_applied(table)
         if changed:
             log.info("route %s generation %d: weights %s", table.source, table.generation,
                      table.weights())
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str],
+    def handle(self, method: str, target: str, headers: Mapping[str, str],
                body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Routes one request; `target` is the request line's, query string and all."""
         started = time.perf_counter()
-        route = self.table.select(headers, path)
+        path, query = split_target(target)
+        route = self.table.select(headers, path, method=method, query=query)
         if route is None:
             self.telemetry.unrouted("no_route", "")
             return 404, [], b"no route matched\n"
         workload = route.pick(random.random())
-        response = self._forward(workload, method, path, headers, body, started)
+        if workload is None:
+            source = _source(headers)
+            self.telemetry.no_upstream(route.name, (time.perf_counter() - started) * 1000,
+                                       source)
+            return 500, [], f"route {route.name} gives no destination a weight\n".encode()
+        response = self._forward(workload, method, target, headers, body, started)
         if route.mirror and random.random() * 100 < route.mirror_percent:
-            self._mirror(route.mirror, method, path, headers, body)
+            self._mirror(route.mirror, method, target, headers, body)
         return response
 
-    def _forward(self, workload: str | None, method: str, path: str,
+    def _forward(self, workload: str, method: str, path: str,
                  headers: Mapping[str, str], body: bytes | None,
                  started: float) -> tuple[int, list[tuple[str, str]], bytes]:
-        backend = self.backends.current(workload) if workload else None
+        backend = self.backends.current(workload)
         if backend is None:
-            self.telemetry.unrouted("no_backend", workload or "")
+            self.telemetry.unrouted("no_backend", workload)
             return 503, [], b"no healthy upstream\n"
         upstream = {k: v for k, v in headers.items() if k not in HOP_BY_HOP}
         upstream["host"] = f"{workload}.{self.namespace}"
@@ -78,8 +89,8 @@ class DataPlane:
             log.warning("%s %s: %s", workload, backend.version, err)
             status, resp_headers, data = 503, [], b"upstream connect error\n"
         duration_ms = (time.perf_counter() - started) * 1000
-        source = "loadgen" if headers.get("user-agent", "").startswith("lab-loadgen") else "unknown"
-        self.telemetry.record(backend.workload, backend.version, status, duration_ms, source)
+        self.telemetry.record(backend.workload, backend.version, status, duration_ms,
+                              _source(headers))
         out = [(k, v) for k, v in resp_headers if k.lower() not in HOP_BY_HOP]
         out.append(("x-lab-destination", backend.workload))
         return status, out, data
@@ -110,3 +121,7 @@ class DataPlane:
     def close(self) -> None:
         self._mirrors.shutdown(wait=False, cancel_futures=True)
         self.backends.close()
+
+
+def _source(headers: Mapping[str, str]) -> str:
+    return "loadgen" if headers.get("user-agent", "").startswith("lab-loadgen") else "unknown"

@@ -2,71 +2,53 @@
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property
 from typing import Any
 
-log = logging.getLogger("dataplane")
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One request condition; `header` None means the request path."""
-
-    header: str | None
-    kind: str  # exact | prefix | regex
-    value: str
-
-    def holds(self, headers: Mapping[str, str], path: str) -> bool:
-        actual = path if self.header is None else headers.get(self.header)
-        if actual is None:
-            return False
-        if self.kind == "exact":
-            return actual == self.value
-        if self.kind == "prefix":
-            return actual.startswith(self.value)
-        pattern = _compiled(self.value)
-        return pattern is not None and pattern.fullmatch(actual) is not None
-
-
-@lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(pattern)
-    except re.error:
-        log.warning("ignoring invalid regex %r: it matches nothing", pattern)
-        return None
+from rollout.lab.dataplane.matching import (
+    DEFAULT_GATEWAY_MATCH,
+    Match,
+    Request,
+    gateway_match,
+    istio_match,
+    split_target,
+)
 
 
 @dataclass(frozen=True)
 class Route:
-    """A route: any one of `matches` (each all of its conditions) selects it; none means all."""
+    """A route: any one of `matches` selects it (none: every request); its destinations by
+    weight, and the workload its traffic is mirrored to."""
 
     name: str
-    matches: tuple[tuple[Condition, ...], ...]
+    matches: tuple[Match, ...]
     destinations: tuple[tuple[str, int], ...]
     mirror: str | None = None
     mirror_percent: float = 0.0
 
-    def selects(self, headers: Mapping[str, str], path: str) -> bool:
-        if not self.matches:
-            return True
-        return any(all(c.holds(headers, path) for c in match) for match in self.matches)
+    @property
+    def catches_all(self) -> bool:
+        return not self.matches or any(m.catches_all for m in self.matches)
 
     def pick(self, u: float) -> str | None:
-        """The destination for a uniform draw u in [0, 1), by weight."""
-        total = sum(w for _, w in self.destinations)
-        if total <= 0:
-            return self.destinations[0][0] if self.destinations else None
-        point = u * total
-        for name, weight in self.destinations:
+        """The destination for a uniform draw u in [0, 1), by weight; None when no destination
+        has a weight (the request then fails with a 500, as the Gateway API requires)."""
+        weighted = [(name, weight) for name, weight in self.destinations if weight > 0]
+        if not weighted:
+            return None
+        point = u * sum(weight for _, weight in weighted)
+        for name, weight in weighted:
             if point < weight:
                 return name
             point -= weight
-        return self.destinations[-1][0]
+        return weighted[-1][0]
+
+
+# How a table picks among the routes that match a request.
+FIRST_MATCH = "first-match"  # Istio: "The first rule matching an incoming request is used."
+GATEWAY_PRECEDENCE = "gateway-api"  # the HTTPRouteRule.matches precedence, then rule order
 
 
 @dataclass(frozen=True)
@@ -74,14 +56,35 @@ class RoutingTable:
     routes: tuple[Route, ...]
     source: str = "default"
     generation: int = 0
+    precedence: str = FIRST_MATCH
+    # What the lab cannot route as the object says (each names its route and clause), and
+    # routes that can only fail: the data plane logs each once, when a table brings it.
+    problems: tuple[str, ...] = ()
 
-    def select(self, headers: Mapping[str, str], path: str) -> Route | None:
-        return next((r for r in self.routes if r.selects(headers, path)), None)
+    def select(self, headers: Mapping[str, str], path: str, method: str = "GET",
+               query: Mapping[str, str] | None = None) -> Route | None:
+        """The route for a request; `path` without its query (one left on it is split off)."""
+        if query is None:
+            path, query = split_target(path)
+        request = Request(method, path, query, {k.lower(): v for k, v in headers.items()})
+        return next((route for match, route in self._order
+                     if match is None or match.holds(request)), None)
+
+    @cached_property
+    def _order(self) -> tuple[tuple[Match | None, Route], ...]:
+        """(match, route) in the order they are tried; a None match takes every request."""
+        if self.precedence == FIRST_MATCH:
+            return tuple((m, r) for r in self.routes for m in (r.matches or (None,)))
+        ranked = sorted(
+            ((tuple(-rank for rank in m.precedence), i, m, r)
+             for i, r in enumerate(self.routes) for m in r.matches if m.never is None),
+            key=lambda entry: (entry[0], entry[1]))
+        return tuple((m, r) for _, _, m, r in ranked)
 
     def weighted_route(self) -> Route | None:
         """The route that carries the canary weight: "primary", else the last catch-all."""
         named = [r for r in self.routes if r.name == "primary"]
-        catch_all = [r for r in self.routes if not r.matches]
+        catch_all = [r for r in self.routes if r.catches_all]
         candidates = named or catch_all or list(self.routes)
         return candidates[-1] if candidates else None
 
@@ -92,10 +95,11 @@ class RoutingTable:
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source, "generation": self.generation, "weights": self.weights(),
+            "precedence": self.precedence, "problems": list(self.problems),
             "routes": [
                 {"name": r.name, "destinations": dict(r.destinations), "mirror": r.mirror,
                  "mirror_percent": r.mirror_percent,
-                 "matches": [[vars(c) for c in m] for m in r.matches]}
+                 "matches": [m.as_dict() for m in r.matches]}
                 for r in self.routes
             ],
         }
@@ -117,35 +121,25 @@ def table_from_virtual_service(vs: Mapping[str, Any] | None, app: str) -> Routin
     routes = []
     for i, entry in enumerate(vs.get("spec", {}).get("http") or []):
         dests = entry.get("route") or []
+        # A single destination takes all the traffic "irrespective of the weight"
+        # (virtual_service.proto); pilot gives it the route's cluster and no weights at all.
         single = len(dests) == 1
         destinations = tuple(
             (_workload(d.get("destination", {}).get("host", "")),
-             int(d.get("weight", 100 if single else 0)))
+             100 if single else int(d.get("weight", 0)))
             for d in dests
         )
         mirror = entry.get("mirror")
         percent = float((entry.get("mirrorPercentage") or {}).get("value", 100.0))
         routes.append(Route(
             name=entry.get("name") or f"http-{i}",
-            matches=tuple(_istio_match(m) for m in entry.get("match") or []),
+            matches=tuple(istio_match(m) for m in entry.get("match") or []),
             destinations=destinations,
             mirror=_workload(mirror["host"]) if mirror and mirror.get("host") else None,
             mirror_percent=percent if mirror else 0.0,
         ))
-    return RoutingTable(tuple(routes), "VirtualService", _generation(vs))
-
-
-def _istio_match(match: Mapping[str, Any]) -> tuple[Condition, ...]:
-    conditions = []
-    for name, spec in (match.get("headers") or {}).items():
-        for kind in ("exact", "prefix", "regex"):
-            if kind in (spec or {}):
-                conditions.append(Condition(name.lower(), kind, str(spec[kind])))
-    uri = match.get("uri") or {}
-    for kind in ("exact", "prefix", "regex"):
-        if kind in uri:
-            conditions.append(Condition(None, kind, str(uri[kind])))
-    return tuple(conditions)
+    return RoutingTable(tuple(routes), "VirtualService", _generation(vs), FIRST_MATCH,
+                        _problems("VirtualService", routes))
 
 
 def table_from_http_route(route: Mapping[str, Any] | None, app: str) -> RoutingTable:
@@ -160,25 +154,29 @@ def table_from_http_route(route: Mapping[str, Any] | None, app: str) -> RoutingT
         mirror, percent = _gateway_mirror(rule.get("filters") or [])
         routes.append(Route(
             name=str(rule.get("name") or f"rule-{i}"),
-            matches=tuple(_gateway_match(m) for m in rule.get("matches") or []),
+            # A rule without matches has the CRD's default one, PathPrefix "/" (ranked with it).
+            matches=tuple(gateway_match(m)
+                          for m in rule.get("matches") or [DEFAULT_GATEWAY_MATCH]),
             destinations=destinations,
             mirror=mirror,
             mirror_percent=percent,
         ))
-    return RoutingTable(tuple(routes), "HTTPRoute", _generation(route))
+    return RoutingTable(tuple(routes), "HTTPRoute", _generation(route), GATEWAY_PRECEDENCE,
+                        _problems("HTTPRoute", routes))
 
 
-def _gateway_match(match: Mapping[str, Any]) -> tuple[Condition, ...]:
-    kinds = {"Exact": "exact", "RegularExpression": "regex", "PathPrefix": "prefix"}
-    conditions = []
-    for header in match.get("headers") or []:
-        kind = kinds.get(header.get("type", "Exact"), "exact")
-        conditions.append(Condition(str(header["name"]).lower(), kind, str(header["value"])))
-    path = match.get("path")
-    if path and not (path.get("type", "PathPrefix") == "PathPrefix" and path.get("value") == "/"):
-        kind = kinds.get(path.get("type", "PathPrefix"), "prefix")
-        conditions.append(Condition(None, kind, str(path.get("value", "/"))))
-    return tuple(conditions)
+def _problems(source: str, routes: Iterable[Route]) -> tuple[str, ...]:
+    problems = []
+    for route in routes:
+        for j, match in enumerate(route.matches):
+            if match.never is not None:
+                problems.append(f"{source} route {route.name!r} match {j}: {match.never}; "
+                                "the lab never routes by that match")
+        if not any(weight > 0 for _, weight in route.destinations):
+            what = "weighs every destination 0" if route.destinations else "has no destination"
+            problems.append(f"{source} route {route.name!r} {what}: the requests it takes get "
+                            "a 500")
+    return tuple(problems)
 
 
 def _gateway_mirror(filters: Iterable[Mapping[str, Any]]) -> tuple[str | None, float]:

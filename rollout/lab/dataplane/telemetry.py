@@ -33,14 +33,20 @@ class _Series:
     buckets: list[int] = field(default_factory=lambda: [0] * len(BUCKETS_MS))
 
 
+# One series of Istio's metrics: reporter, destination workload, destination version,
+# response code, source workload, response flags.
+SeriesKey = tuple[str, str, str, str, str, str]
+
+
 class Telemetry:
-    """Counts requests as Istio's destination reporter would, plus the lab's route gauges."""
+    """Counts requests as Istio's destination reporter would (the source reporter for requests
+    no destination saw), plus the lab's route gauges."""
 
     def __init__(self, app: str, namespace: str) -> None:
         self.app = app
         self.namespace = namespace
         self._lock = threading.Lock()
-        self._series: dict[tuple[str, str, str, str], _Series] = {}
+        self._series: dict[SeriesKey, _Series] = {}
         self._unrouted: dict[tuple[str, str], int] = {}
         self._table = default_table(app)
         self._applied_at = 0.0
@@ -48,7 +54,19 @@ class Telemetry:
 
     def record(self, workload: str, version: str, code: int, duration_ms: float,
                source: str) -> None:
-        key = (workload, version, str(code), source)
+        self._add(("destination", workload, version, str(code), source, "-"), duration_ms)
+
+    def no_upstream(self, route: str, duration_ms: float, source: str) -> None:
+        """A request whose route gives no destination a weight, answered with a 500. No
+        destination sees it, so Istio's client-side proxy (reporter "source") counts it,
+        destination unknown, with Envoy's flag UH: "No healthy upstream hosts in upstream
+        cluster" (envoyproxy/envoy docs/root/configuration/observability/access_log/usage.rst).
+        Not NR, "No route configured for a given request" (a 404): a route matched, and
+        it is the upstream that is missing. The lab's own counter names the route."""
+        self._add(("source", "unknown", "unknown", "500", source, "UH"), duration_ms)
+        self.unrouted("no_upstream", route)
+
+    def _add(self, key: SeriesKey, duration_ms: float) -> None:
         with self._lock:
             series = self._series.setdefault(key, _Series())
             series.count += 1
@@ -72,20 +90,25 @@ class Telemetry:
         with self._lock:
             self._backends = dict(backends)
 
-    def _istio_labels(self, key: tuple[str, str, str, str]) -> list[tuple[str, str]]:
-        workload, version, code, source = key
+    def _istio_labels(self, key: SeriesKey) -> list[tuple[str, str]]:
+        reporter, workload, version, code, source, flags = key
         ns = self.namespace
+        known = workload != "unknown"
+        service = workload if known else self.app  # else the host the client addressed
+        app = self.app if known else "unknown"
         return [
-            ("reporter", "destination"), ("source_workload", source),
+            ("reporter", reporter), ("source_workload", source),
             ("source_workload_namespace", ns if source != "unknown" else "unknown"),
-            ("destination_workload", workload), ("destination_workload_namespace", ns),
-            ("destination_app", self.app), ("destination_version", version),
-            ("destination_service", f"{workload}.{ns}.svc.cluster.local"),
-            ("destination_service_name", workload), ("destination_service_namespace", ns),
-            ("destination_canonical_service", self.app),
+            ("destination_workload", workload),
+            ("destination_workload_namespace", ns if known else "unknown"),
+            ("destination_app", app), ("destination_version", version),
+            ("destination_service", f"{service}.{ns}.svc.cluster.local"),
+            ("destination_service_name", service), ("destination_service_namespace", ns),
+            ("destination_canonical_service", app),
             ("destination_canonical_revision", version),
-            ("request_protocol", "http"), ("response_code", code), ("response_flags", "-"),
-            ("connection_security_policy", "mutual_tls"),
+            ("request_protocol", "http"), ("response_code", code), ("response_flags", flags),
+            ("connection_security_policy",
+             "mutual_tls" if reporter == "destination" else "unknown"),
         ]
 
     def render(self) -> str:
@@ -93,7 +116,7 @@ class Telemetry:
             series = {k: (s.count, s.total_ms, list(s.buckets)) for k, s in self._series.items()}
             unrouted = dict(self._unrouted)
             table, applied_at, backends = self._table, self._applied_at, dict(self._backends)
-        out = ["# HELP istio_requests_total Requests received, as Istio's destination reports.",
+        out = ["# HELP istio_requests_total Requests, as Istio's reporters count them.",
                "# TYPE istio_requests_total counter"]
         for key, (count, _, _) in sorted(series.items()):
             out.append(f"istio_requests_total{_labels(self._istio_labels(key))} {count}")
@@ -136,7 +159,7 @@ class Telemetry:
         for dest, (version, port) in sorted(backends.items()):
             labels = [("destination", dest), ("version", version), ("port", str(port))]
             out.append(f"lab_backend_info{_labels(labels)} 1")
-        out += ["# HELP lab_unrouted_requests_total Requests that had no route or no backend.",
+        out += ["# HELP lab_unrouted_requests_total Requests with no route or no backend.",
                 "# TYPE lab_unrouted_requests_total counter"]
         for (reason, dest), n in sorted(unrouted.items()):
             out.append(f"lab_unrouted_requests_total"
