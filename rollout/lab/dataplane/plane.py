@@ -69,20 +69,25 @@ class DataPlane:
             self.telemetry.no_upstream(route.name, (time.perf_counter() - started) * 1000,
                                        source)
             return 500, [], f"route {route.name} gives no destination a weight\n".encode()
-        response = self._forward(workload, method, target, headers, body, started)
+        response = self._forward(workload, method, target, headers, body)
         if route.mirror and random.random() * 100 < route.mirror_percent:
             self._mirror(route.mirror, method, target, headers, body)
         return response
 
     def _forward(self, workload: str, method: str, path: str,
-                 headers: Mapping[str, str], body: bytes | None,
-                 started: float) -> tuple[int, list[tuple[str, str]], bytes]:
+                 headers: Mapping[str, str], body: bytes | None, *,
+                 shadow: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:
         backend = self.backends.current(workload)
         if backend is None:
             self.telemetry.unrouted("no_backend", workload)
             return 503, [], b"no healthy upstream\n"
         upstream = {k: v for k, v in headers.items() if k not in HOP_BY_HOP}
-        upstream["host"] = f"{workload}.{self.namespace}"
+        # Envoy suffixes a mirrored request's Host/Authority with "-shadow", so the mirror
+        # target can tell shadow traffic from its own.
+        upstream["host"] = f"{workload}.{self.namespace}" + ("-shadow" if shadow else "")
+        # Istio's destination proxy times a request from its arrival there: routing on the
+        # way (the client side) is not in the destination's latency.
+        started = time.perf_counter()
         try:
             status, resp_headers, data = backend.forward(method, path, upstream, body)
         except (http.client.HTTPException, OSError) as err:
@@ -100,11 +105,9 @@ class DataPlane:
         # Shadow traffic is best effort: drop it rather than queue without bound.
         if not self._mirror_slots.acquire(blocking=False):
             return
-        shadow = {**headers, "host": f"{workload}-shadow"}
-
         def send() -> None:
             try:
-                self._forward(workload, method, path, shadow, body, time.perf_counter())
+                self._forward(workload, method, path, headers, body, shadow=True)
             finally:
                 self._mirror_slots.release()
 

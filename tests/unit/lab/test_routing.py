@@ -6,6 +6,7 @@ import http.client
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -535,3 +536,66 @@ def test_the_proxy_routes_by_method_and_query_and_forwards_the_whole_target() ->
         server.server_close()
         thread.join()
         plane.close()
+
+
+class _RecordingBackends(Backends):
+    """Stub backends that keep the Host each request reached them with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hosts: list[tuple[str, str]] = []
+
+    def current(self, workload: str) -> Any:
+        seen = self.hosts
+
+        class Recording(_StubBackend):
+            def forward(self, method: str, path: str, headers: Any,
+                        body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+                seen.append((self.workload, headers["host"]))
+                return super().forward(method, path, headers, body)
+
+        return Recording(workload)
+
+
+def test_a_mirrored_request_reaches_its_target_with_the_shadow_host() -> None:
+    backends = _RecordingBackends()
+    plane = DataPlane(APP, "shop", "istio", backends=backends)
+    try:
+        plane.apply_object({"spec": yaml.safe_load("""
+http:
+- route: [{destination: {host: demo-primary}, weight: 100}]
+  mirror: {host: demo-canary}
+  mirrorPercentage: {value: 100}
+""")})
+        plane.handle("GET", "/", {}, None)
+        deadline = time.monotonic() + 5
+        while len(backends.hosts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        plane.close()
+    assert sorted(backends.hosts) == [("demo-canary", "demo-canary.shop-shadow"),
+                                      ("demo-primary", "demo-primary.shop")]
+
+
+def test_the_destination_latency_starts_when_the_request_reaches_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routing before the forward (here a slow parse of the target) is not the
+    destination's latency."""
+    import rollout.lab.dataplane.plane as plane_module
+
+    plane = DataPlane(APP, "shop", "istio", backends=_StubBackends())
+    quick = plane_module.split_target
+
+    def slow(target: str) -> Any:
+        time.sleep(0.3)
+        return quick(target)
+
+    monkeypatch.setattr(plane_module, "split_target", slow)
+    recorded: list[float] = []
+    monkeypatch.setattr(plane.telemetry, "record",
+                        lambda *args: recorded.append(args[3]))
+    try:
+        assert plane.handle("GET", "/", {}, None)[0] == 200
+    finally:
+        plane.close()
+    assert len(recorded) == 1 and recorded[0] < 100, recorded
