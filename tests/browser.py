@@ -17,17 +17,16 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-CHROMIUM = Path("/usr/bin/chromium")
+from rollout.adapters.browser import FLAGS, find_chromium
+
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# The closed network refuses Chromium's background connections; these keep it from trying.
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--window-size=1400,1000")
 
 
 @contextmanager
 def chromium() -> Iterator[WebDriver]:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    binary = find_chromium()
+    missing = [name for name, there in (("chromium", binary is not None),
+                                        (str(CHROMEDRIVER), CHROMEDRIVER.is_file())) if not there]
     if missing:
         raise AssertionError(f"browser tests need {', '.join(missing)}: run `make system-deps` "
                              "(Debian's chromium and chromium-driver)")
@@ -35,8 +34,9 @@ def chromium() -> Iterator[WebDriver]:
     os.environ["SE_OFFLINE"] = "true"
     profile = tempfile.mkdtemp(prefix="canary-chromium-")
     options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+    options.binary_location = str(binary)
+    # The flags the demo's screenshot uses (the closed network refuses Chromium's own calls).
+    for flag in (*FLAGS, "--window-size=1400,1000", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     try:

@@ -111,3 +111,8 @@ class Layout:
     @property
     def passphrase(self) -> Path:
         return self.pulumi_home / "passphrase"
+
+
+def default_kubeconfig() -> str:
+    """The kubeconfig a command uses unless told another: $KUBECONFIG, else the lab's."""
+    return os.environ.get("KUBECONFIG") or str(Layout.default().kubeconfig)

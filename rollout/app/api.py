@@ -19,7 +19,7 @@ from typing import Any
 
 from rollout.adapters.cluster_store import ClusterStore
 from rollout.adapters.journal import Journal
-from rollout.adapters.lab_layout import Layout
+from rollout.adapters.lab_layout import Layout, default_kubeconfig
 from rollout.adapters.notify import notifiers_for
 from rollout.adapters.paths import journal_dir, project_root
 from rollout.adapters.prometheus import default_prometheus
@@ -63,7 +63,7 @@ def engine_environment() -> dict[str, str]:
     tools = locate()
     install_provider_plugin(tools, home)
     env = pulumi_environment(tools, pulumi_home=home, backend_dir=layout.pulumi_backend)
-    env["KUBECONFIG"] = os.environ.get("KUBECONFIG", str(layout.kubeconfig))
+    env["KUBECONFIG"] = default_kubeconfig()
     return env
 
 
@@ -141,7 +141,7 @@ class Rollouts:
         context = plain.get("kubernetes:context")
         return ClusterStore.from_kubeconfig(
             stack=self.stack_name, namespace=str(namespace), service=service,
-            kubeconfig=os.environ.get("KUBECONFIG", str(Layout.default().kubeconfig)),
+            kubeconfig=default_kubeconfig(),
             context=str(context) if context else None)
 
     @property

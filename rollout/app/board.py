@@ -6,15 +6,14 @@ the dashboard's actions, which go through the same requests as `rollout approve|
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout.adapters.lab_layout import Layout
+from rollout.adapters.lab_layout import default_kubeconfig
 from rollout.adapters.prometheus import default_prometheus, prometheus_fetcher
 from rollout.adapters.readback import ClusterReadback
 from rollout.adapters.stack import settings_path, stack_file_values
@@ -45,8 +44,7 @@ class UnknownService(InvalidInput):
 
 
 def cluster_live(settings: ServiceSettings, context: str | None) -> LiveView:
-    kubeconfig = os.environ.get("KUBECONFIG", str(Layout.default().kubeconfig))
-    return _readback(settings.app, settings.namespace, settings.router, kubeconfig,
+    return _readback(settings.app, settings.namespace, settings.router, default_kubeconfig(),
                      context).live()
 
 
@@ -88,7 +86,6 @@ class _Cached:
     problem: str | None
     context: str | None
     rollouts: Rollouts
-    seen: dict[str, Any] = field(default_factory=dict)
 
 
 class Board:

@@ -422,13 +422,11 @@ def install(
 ) -> None:
     """Install the CanaryRollout resource definition that stateStore: cluster keeps rollout
     state in (idempotent: run it again after an upgrade)."""
-    import os
-
     from rollout.adapters.cluster_resource import CRD_NAME
     from rollout.adapters.cluster_store import api_client, install_crd
-    from rollout.adapters.lab_layout import Layout
+    from rollout.adapters.lab_layout import default_kubeconfig
 
-    path = kubeconfig or os.environ.get("KUBECONFIG") or str(Layout.default().kubeconfig)
+    path = kubeconfig or default_kubeconfig()
     install_crd(api_client(path, context))
     console.print(f"{CRD_NAME} is installed and established; `rollout rbac --namespace N` "
                   "prints the roles drivers and approvers need")
@@ -629,11 +627,9 @@ def dashboard(
 ) -> None:
     """A local web page of every stack's canary services: versions, live weights, the current
     rollout's chart and verdicts, history; live over server-sent events. Ctrl-C stops it."""
-    import uvicorn
-
     from rollout.adapters.paths import project_root
     from rollout.app.board import Board
-    from rollout.web.server import LOOPBACK, bind, create_app
+    from rollout.web.server import LOOPBACK, bind, create_app, uvicorn_server
 
     folder = project_dir or project_root()
     board = Board(folder, reports_dir=reports_dir)
@@ -646,9 +642,8 @@ def dashboard(
                       "abort them" if allow_actions else ""))
     mode = "actions allowed" if allow_actions else "read-only"
     console.print(f"dashboard of {folder} at {where} ({mode}); Ctrl-C stops it")
-    app_ = create_app(board, allow_actions=allow_actions, every=every, host=host)
-    server = uvicorn.Server(uvicorn.Config(app_, log_level="warning",
-                                           timeout_graceful_shutdown=1))
+    server = uvicorn_server(create_app(board, allow_actions=allow_actions, every=every,
+                                       host=host))
     # Ctrl-C is how a dashboard stops: uvicorn shuts down, then raises it again.
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])

@@ -196,10 +196,9 @@ class Dashboard:
                  chart_every: float = 5.0) -> None:
         self.sock = bind(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
-        app = create_app(board, allow_actions=allow_actions, every=every,
-                         chart_every=chart_every, host=host)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
-                                                    timeout_graceful_shutdown=1))
+        self.server = uvicorn_server(create_app(board, allow_actions=allow_actions,
+                                                every=every, chart_every=chart_every,
+                                                host=host))
         self._thread = threading.Thread(target=self.server.run,
                                         kwargs={"sockets": [self.sock]}, daemon=True)
 
@@ -220,6 +219,12 @@ class Dashboard:
         self.server.should_exit = True
         self._thread.join(10)
         self.sock.close()
+
+
+def uvicorn_server(app: FastAPI) -> uvicorn.Server:
+    """The dashboard's server: quiet but for warnings, and quick to stop (an open event
+    stream would otherwise hold a shutdown)."""
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -4,7 +4,10 @@ page reads, and that actions are the CLI's own requests, refused unless allowed.
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -219,3 +222,47 @@ def test_bound_to_one_address_it_answers_to_that_address_and_loopback_only(
     assert [status(one, h) for h in ("192.0.2.10:8040", "localhost:8040", "evil.example")] == [
         200, 200, 400]
     assert status(every, "dashboard.internal:8040") == 200
+
+
+def test_a_stack_file_edited_while_it_serves_is_read_again(
+        project: Project, client: Client) -> None:
+    """Broken by hand, then moved to another namespace: the row says what is wrong, then
+    reads the live objects where the file now says they are."""
+    http = client()
+    path = project.root / "stacks" / "Pulumi.dev.yaml"
+    good = path.read_text()
+    assert http.get("/api/stacks/dev/demo").status_code == 200
+
+    path.write_text("config: [unclosed\n")
+    broken = http.get("/api/overview").json()
+    path.write_text(good.replace("demo:namespace: dev", "demo:namespace: staging"))
+    os.utime(path, (time.time() + 5, time.time() + 5))  # a new mtime, even within a tick
+    moved = http.get("/api/overview").json()
+
+    assert broken[0]["service"] == "-" and "Pulumi.dev.yaml" in broken[0]["problems"][0]
+    assert moved[0]["service"] == "demo" and moved[0]["problems"] == []
+    assert project.live_reads[-2:] == [("staging", None), ("prod", None)]
+
+
+def test_the_real_live_reader_fails_as_the_stand_in_does(
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' live reader raises InfrastructureError for an unreachable cluster; so does
+    the real one (the lab tests exercise its success)."""
+    from rollout.app.board import cluster_live
+    from rollout.core.errors import InfrastructureError
+    from rollout.core.service import service_settings
+    from rollout.lab.certs import create_pki, write_kubeconfig
+
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", pki=create_pki(tmp_path / "pki"),
+                                  server="https://127.0.0.1:1")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    settings = service_settings("demo", {"namespace": "prod", "stableVersion": "v1",
+                                         "image": "registry.local/demo"})
+
+    with pytest.raises(InfrastructureError) as real:
+        cluster_live(settings, None)
+    with pytest.raises(InfrastructureError) as stand_in:
+        project.live(settings, None)
+
+    assert real.value.message.startswith("could not reach the cluster to read demo's live")
+    assert stand_in.value.message.startswith("could not reach the cluster to read demo's live")
