@@ -76,6 +76,10 @@ class Layout:
         return self.root / "kubeconfig"
 
     @property
+    def kwok_stages(self) -> Path:
+        return self.root / "kwok-stages.yaml"
+
+    @property
     def etcd_data(self) -> Path:
         return self.root / "etcd"
 

@@ -68,12 +68,18 @@ app.add_typer(fleet_app, name="fleet")
 
 
 @lab_app.command("up")
-def lab_up(output: OutputOption = Output.text) -> None:
+def lab_up(
+    output: OutputOption = Output.text,
+    pod_ready_delay: Annotated[float | None, typer.Option(
+        help="seconds a new pod takes to become Ready (plus up to 0.5 s at random); kept "
+             "until changed [default: 1]", min=0, max=300)] = None,
+) -> None:
     """Build the tools if needed and start the lab (a no-op when it is already up)."""
     from rollout.lab.lab import Lab
 
     lab = Lab()
-    statuses = lab.up(progress=lambda msg: console.print(f"[cyan]lab[/cyan] {msg}"))
+    statuses = lab.up(progress=lambda msg: console.print(f"[cyan]lab[/cyan] {msg}"),
+                      pod_ready_delay=pod_ready_delay)
     if output is Output.json:
         out.print_json(json.dumps(views.lab_json(statuses, env=lab.environment()), default=str))
         return
@@ -106,12 +112,15 @@ def lab_status(output: OutputOption = Output.text) -> None:
     traffic = [t.status() for t in running_traffic(lab.layout)]
     if output is Output.json:
         out.print_json(json.dumps({**views.lab_json(statuses, traffic=traffic),
+                                   "pod_ready_delay_seconds": lab.pod_ready_delay(),
                                    "notes": [UNSAFE_NO_FSYNC]}, default=str))
     else:
         out.print(views.lab_table(statuses))
         for t in traffic:
             out.print(f"traffic {t.name}: {t.state} at {t.url}, weights {t.weights}, "
                       f"versions {t.backends}")
+        out.print(f"pods become Ready {lab.pod_ready_delay():g}s after they start (kwok; "
+                  "rollout lab up --pod-ready-delay changes it)", highlight=False)
         out.print(f"note: {UNSAFE_NO_FSYNC}", highlight=False)
     if not statuses or not all(s.healthy for s in statuses):
         raise typer.Exit(3)

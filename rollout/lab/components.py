@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from rollout.adapters.lab_layout import Layout, Ports
 from rollout.adapters.toolchain import Toolchain
 from rollout.core.errors import LabError
@@ -126,12 +128,44 @@ def kube_scheduler(tools: Toolchain, layout: Layout, ports: Ports) -> Component:
     )
 
 
+# How long a new pod takes to become Ready, as kubelet's readiness probe would make it wait:
+# a base and a random extra, per pod. Short, as every `pulumi up` of a Deployment waits for it.
+POD_READY_DELAY_SECONDS = 1.0
+POD_READY_JITTER_SECONDS = 0.5
+# A pod (a Deployment's template) can ask for its own delay, e.g. "5s", with this annotation.
+POD_READY_DELAY_ANNOTATION = "pod-ready.stage.kwok.x-k8s.io/delay"
+
+
+def kwok_stages(upstream: str, ready_delay: float) -> str:
+    """kwok's upstream "fast" stages, with a readiness delay on the pod-ready stage: a pod
+    is Running and Ready `ready_delay` seconds (plus up to POD_READY_JITTER_SECONDS) after it
+    is scheduled, not at once, so the EndpointSlice controller adds it only then."""
+    docs = [d for d in yaml.safe_load_all(upstream) if d]
+    ready = [d for d in docs if d.get("kind") == "Stage"
+             and d.get("metadata", {}).get("name") == "pod-ready"]
+    if len(ready) != 1:
+        raise LabError("kwok's stages have no pod-ready stage to give a readiness delay",
+                       hint="rebuild the toolchain: rm -rf ~/.cache/canary-rollout/tools/kwok-* "
+                       "&& make toolchain")
+    # kwok draws each delay between the duration and the jitter duration, and takes the
+    # jitter alone when it is the smaller: a pod's annotation sets both, so it is exact.
+    annotation = {"expressionFrom": f'.metadata.annotations["{POD_READY_DELAY_ANNOTATION}"]'}
+    ready[0]["spec"]["delay"] = {
+        "durationMilliseconds": round(ready_delay * 1000),
+        "durationFrom": annotation,
+        "jitterDurationMilliseconds": round(
+            (ready_delay + POD_READY_JITTER_SECONDS if ready_delay > 0 else 0) * 1000),
+        "jitterDurationFrom": annotation,
+    }
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
 def kwok(tools: Toolchain, layout: Layout, ports: Ports) -> Component:
     return Component(
         name="kwok",
         argv=[
             str(tools.kwok), f"--kubeconfig={layout.kubeconfig}",
-            f"--config={tools.kwok_stages}",
+            f"--config={layout.kwok_stages}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-ip=127.0.0.1", "--cidr=10.244.0.1/16",

@@ -82,12 +82,17 @@ class Lab:
 
     # -- up -------------------------------------------------------------------------------
 
-    def up(self, progress: Progress = print) -> list[ComponentStatus]:
-        """Starts whatever is not running; a second call on a healthy lab changes nothing."""
+    def up(self, progress: Progress = print,
+           pod_ready_delay: float | None = None) -> list[ComponentStatus]:
+        """Starts whatever is not running; a second call on a healthy lab changes nothing,
+        unless it brings another pod readiness delay (kwok then restarts with it)."""
         tools = ensure_built()
         pki = create_pki(self.layout.pki)
         write_kubeconfig(self.layout.kubeconfig, pki=pki, server=self.api_server_url)
         self._prepare_state(tools)
+        if self._write_kwok_stages(tools, pod_ready_delay) and self.processes.running("kwok"):
+            progress(f"restarting kwok: pods now become Ready after {self.pod_ready_delay()}s")
+            self.processes.stop("kwok")
         started: list[str] = []
         try:
             for component in self.components(tools, pki):
@@ -120,6 +125,30 @@ class Lab:
         if not layout.passphrase.exists():
             write_private(layout.passphrase, secrets.token_urlsafe(24).encode())
         install_provider_plugin(tools, layout.pulumi_home)
+
+    def _write_kwok_stages(self, tools: Toolchain, delay: float | None) -> bool:
+        """Writes the lab's kwok stages with `delay` (None: the one already there, else the
+        default); says whether the file changed."""
+        path = self.layout.kwok_stages
+        if delay is None:
+            delay = self.pod_ready_delay()
+        if not 0 <= delay <= 300:
+            raise LabError(f"--pod-ready-delay {delay}: a pod readiness delay is 0 to 300 "
+                           "seconds", hint="e.g. rollout lab up --pod-ready-delay 2")
+        text = (f"# rollout lab: pod-ready-delay={delay}\n"
+                + components.kwok_stages(tools.kwok_stages.read_text(), delay))
+        if path.exists() and path.read_text() == text:
+            return False
+        path.write_text(text)
+        return True
+
+    def pod_ready_delay(self) -> float:
+        """The readiness delay the lab's kwok stages give new pods (seconds, before jitter)."""
+        try:
+            first = self.layout.kwok_stages.read_text().split("\n", 1)[0]
+            return float(first.rsplit("=", 1)[1])
+        except (OSError, IndexError, ValueError):
+            return components.POD_READY_DELAY_SECONDS
 
     def _start(self, component: Component, pki: PKI, progress: Progress) -> None:
         if port_in_use(component.port):

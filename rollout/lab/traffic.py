@@ -236,7 +236,7 @@ class Traffic:
             metrics_url=f"http://127.0.0.1:{ports.metrics}/metrics" if ports else None,
             ready=bool(state and state.get("synced")),
             weights=dict((state or {}).get("route", {}).get("weights", {})),
-            backends={w: b["version"] for w, b in (state or {}).get("backends", {}).items()},
+            backends=serving_versions(state),
         )
 
     def state(self) -> dict[str, Any] | None:
@@ -252,6 +252,18 @@ class Traffic:
             return resp.json() if resp.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
+
+
+def serving_versions(state: dict[str, Any] | None) -> dict[str, str]:
+    """The versions each workload's serving pods run ("v1", or "v1+v2" mid rolling update),
+    from the data plane's state: ready, with a demo app process for their version."""
+    versions: dict[str, set[str]] = {}
+    for endpoints in ((state or {}).get("endpoints") or {}).values():
+        for endpoint in endpoints:
+            if endpoint.get("serving") and endpoint.get("workload"):
+                versions.setdefault(endpoint["workload"], set()).add(
+                    endpoint.get("version") or "unknown")
+    return {w: "+".join(sorted(v)) for w, v in sorted(versions.items())}
 
 
 def _child_env() -> dict[str, str]:

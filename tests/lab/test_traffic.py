@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from rollout.analysis.templates import SUCCESS_RATE, render
 from rollout.lab import kube
+from rollout.lab.components import POD_READY_DELAY_ANNOTATION
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic
 
@@ -35,6 +36,12 @@ def _deployment(name: str, version: str, replicas: int = 1) -> dict[str, Any]:
                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [
                      {"name": "app", "image": f"registry.local/{APP}:{version}"}]}}},
     }
+
+
+def _service(name: str, selector: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": selector, "ports": [{"name": "http", "port": 80,
+                                                      "targetPort": 8080}]}}
 
 
 def _virtual_service(canary: int) -> dict[str, Any]:
@@ -70,6 +77,13 @@ def cluster(lab: Lab) -> Iterator[tuple[client.ApiClient, str]]:
     apps = client.AppsV1Api(api)
     apps.create_namespaced_deployment(namespace, _deployment(f"{APP}-primary", "v1", 2))
     apps.create_namespaced_deployment(namespace, _deployment(f"{APP}-canary", "v2"))
+    core = client.CoreV1Api(api)
+    # The Services the program declares: the data plane routes to their ready endpoints.
+    core.create_namespaced_service(namespace, _service(APP, {"app.kubernetes.io/name": APP}))
+    for track in ("primary", "canary"):
+        name = f"{APP}-{track}"
+        core.create_namespaced_service(namespace, _service(
+            name, {"app.kubernetes.io/instance": name}))
     try:
         yield api, namespace
     finally:
@@ -126,7 +140,9 @@ def test_traffic_follows_the_virtual_service_into_prometheus(
         status = traffic.start()
         assert status.ready and status.loadgen_pid is not None
         assert status.weights == {f"{APP}-primary": 90, f"{APP}-canary": 10}
-        assert status.backends == {f"{APP}-primary": "v1", f"{APP}-canary": "v2"}
+        _eventually(lambda: traffic.status().backends == {f"{APP}-primary": "v1",
+                                                          f"{APP}-canary": "v2"},
+                    15, "both workloads' pods ready and serving")
 
         counts = _eventually(lambda: (c := _requests_by_workload(lab, namespace))
                              and sum(c.values()) >= 400 and c, 90, "400 requests in Prometheus")
@@ -174,6 +190,7 @@ def test_traffic_follows_an_http_route_and_its_header_rule(
         status = traffic.start()
         assert status.weights == {f"{APP}-primary": 80, f"{APP}-canary": 20}
         assert status.loadgen_pid is None
+        _eventually(lambda: len(traffic.status().backends) == 2, 15, "pods ready and serving")
         assert {_get(traffic.url, {"x-canary": "yes"})[1] for _ in range(20)} == {"v2"}
         versions = [_get(traffic.url)[1] for _ in range(200)]
         assert 0.08 <= versions.count("v2") / len(versions) <= 0.35
@@ -185,5 +202,44 @@ def test_traffic_follows_an_http_route_and_its_header_rule(
             f"{APP}-canary", namespace, {"spec": {"replicas": 0}}, _content_type=MERGE_PATCH)
         _eventually(lambda: f"{APP}-canary" not in traffic.status().backends, 10,
                     "no canary backend at 0 replicas")
+    finally:
+        traffic.stop()
+
+
+def test_a_rolling_update_moves_traffic_through_ready_pods_only(
+        lab: Lab, cluster: tuple[client.ApiClient, str]) -> None:
+    """The real Deployment controller rolls the primary's two pods; kwok makes each new pod
+    Ready after the delay its annotation asks; the EndpointSlice controller publishes it; only
+    then does it take requests. Versions mix meanwhile, and no request fails."""
+    api, namespace = cluster
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        *ISTIO[:2], namespace, ISTIO[2], _virtual_service(0))
+    traffic = Traffic(lab.layout, lab.ports, app=APP, namespace=namespace, rps=0)
+    try:
+        traffic.start()
+        primary = f"{APP}-primary"
+        _eventually(lambda: traffic.status().backends.get(primary) == "v1", 15, "v1 serving")
+        patch = {"spec": {"template": {"metadata": {
+            "labels": {"app.kubernetes.io/version": "v2"},
+            "annotations": {POD_READY_DELAY_ANNOTATION: "3s"}}}}}
+        client.AppsV1Api(api).patch_namespaced_deployment(primary, namespace, patch,
+                                                          _content_type=MERGE_PATCH)
+        patched = time.monotonic()
+        seen: list[tuple[float, str, int, str]] = []
+        while time.monotonic() - patched < 25:
+            serving = traffic.status().backends.get(primary, "")
+            code, answered = _get(traffic.url)
+            seen.append((time.monotonic() - patched, serving, code, answered))
+            if serving == "v2" and time.monotonic() - patched > 4:
+                break
+            time.sleep(0.05)
+        assert {code for _, _, code, _ in seen} == {200}, seen
+        first_v2 = next(t for t, _, _, answered in seen if answered == "v2")
+        assert first_v2 >= 2.5, f"a v2 pod answered {first_v2:.1f}s after the patch, before " \
+                                "its 3s readiness delay"
+        assert any(serving == "v1+v2" for _, serving, _, _ in seen), "versions never mixed"
+        assert seen[-1][1] == "v2", seen[-5:]
+        pods = traffic.state()["endpoints"][primary]  # type: ignore[index]
+        assert {p["version"] for p in pods if p["serving"]} == {"v2"}
     finally:
         traffic.stop()

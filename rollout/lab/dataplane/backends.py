@@ -1,4 +1,4 @@
-"""Backends: one supervised demo app process per workload, and forwarding to it."""
+"""Backends: one supervised demo app process per version the pods run, and forwarding to it."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ log = logging.getLogger("dataplane")
 class Backend:
     """A running demo app and a keep-alive connection pool to it."""
 
-    def __init__(self, workload: str, version: str, proc: subprocess.Popen[bytes],
-                 port: int) -> None:
-        self.workload = workload
+    def __init__(self, version: str, proc: subprocess.Popen[bytes], port: int) -> None:
         self.version = version
         self.proc = proc
         self.port = port
@@ -107,63 +105,70 @@ def start_demoapp(version: str, *, timeout: float = 15.0) -> tuple[subprocess.Po
 
 
 class Backends:
-    """Keeps one demo app per workload at the version its Deployment declares."""
+    """Keeps one demo app process per version that some pod declares.
+
+    Every pod of a version shares its process: pods differ in name, workload and readiness
+    (the data plane's endpoints), not in how their version answers.
+    """
 
     DRAIN_SECONDS = 2.0
 
-    def __init__(
-        self, on_change: Callable[[Mapping[str, tuple[str, int]]], None] | None = None
-    ) -> None:
+    def __init__(self) -> None:
         self._current: dict[str, Backend] = {}
         self._retiring: set[Backend] = set()
-        self._wanted: dict[str, str | None] = {}
+        self._wanted: frozenset[str] = frozenset()
         self._lock = threading.Lock()
-        self._apply_locks: dict[str, threading.Lock] = {}
-        self.on_change = on_change
+        self._apply_lock = threading.Lock()
+        self.on_change: Callable[[Mapping[str, int]], None] | None = None
         self._closed = False
 
-    def current(self, workload: str) -> Backend | None:
-        return self._current.get(workload)
+    def current(self, version: str) -> Backend | None:
+        return self._current.get(version)
 
-    def summary(self) -> dict[str, tuple[str, int]]:
-        return {w: (b.version, b.port) for w, b in list(self._current.items())}
+    def summary(self) -> dict[str, int]:
+        """The port of each version's process."""
+        return {v: b.port for v, b in list(self._current.items())}
 
-    def want(self, workload: str, version: str | None) -> None:
-        """Brings the workload to `version` (None: no backend); starts before it stops."""
+    def want(self, versions: frozenset[str]) -> None:
+        """Runs a process for each of `versions` and retires the others (after a drain)."""
         with self._lock:
-            self._wanted[workload] = version
-        self._reconcile(workload)
+            self._wanted = frozenset(versions)
+        self._reconcile()
 
-    def _reconcile(self, workload: str) -> None:
-        with self._lock:
-            apply_lock = self._apply_locks.setdefault(workload, threading.Lock())
-        with apply_lock:
-            version = self._wanted.get(workload)
-            old = self._current.get(workload)
-            dead = old is not None and old.proc.poll() is not None
-            if self._closed or (old is None and version is None) or (
-                    old is not None and old.version == version and not dead):
-                return
-            if dead and old is not None:
-                log.warning("%s %s exited (%s); restarting it", workload, old.version,
+    def _reconcile(self) -> None:
+        with self._apply_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                wanted = self._wanted
+                dead = {v for v, b in self._current.items() if b.proc.poll() is not None}
+                stale = set(self._current) - wanted
+            for version in sorted(dead):
+                old = self._current[version]
+                log.warning("demo app %s exited (%s); restarting it", version,
                             old.proc.returncode)
-            new = None
-            if version is not None:
+            started = {}
+            for version in sorted(wanted - (set(self._current) - dead)):
                 try:
                     proc, port = start_demoapp(version)
                 except (OSError, RuntimeError) as err:
-                    log.error("cannot start %s %s: %s", workload, version, err)
-                    return
-                new = Backend(workload, version, proc, port)
-                log.info("started %s %s on 127.0.0.1:%d", workload, version, port)
+                    log.error("cannot start the demo app %s: %s", version, err)
+                    continue
+                started[version] = Backend(version, proc, port)
+                log.info("started demo app %s on 127.0.0.1:%d", version, port)
+            retire = []
             with self._lock:
-                if new is None:
-                    self._current.pop(workload, None)
-                    log.info("stopping %s: its Deployment declares no replicas", workload)
-                else:
-                    self._current[workload] = new
-            self._changed()
-            if old is not None:
+                for version in stale | set(started):
+                    old = self._current.pop(version) if version in self._current else None
+                    if old is not None:
+                        retire.append(old)
+                self._current.update(started)
+            for old in retire:
+                if old.version in stale:
+                    log.info("stopping demo app %s: no pod runs it", old.version)
+            if started or retire:
+                self._changed()
+            for old in retire:
                 self._retire(old)
 
     def _retire(self, old: Backend) -> None:
@@ -180,9 +185,8 @@ class Backends:
         timer.start()
 
     def revive(self) -> None:
-        """Restarts dead backends and retries failed starts."""
-        for workload in list(self._wanted):
-            self._reconcile(workload)
+        """Restarts dead processes and retries failed starts."""
+        self._reconcile()
 
     def _changed(self) -> None:
         if self.on_change is not None:

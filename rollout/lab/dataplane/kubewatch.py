@@ -1,12 +1,11 @@
-"""Watches the route object and the app's two Deployments on the Kubernetes API server."""
+"""Watches the route object, EndpointSlices, Pods and DestinationRules on the API server."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,39 +15,6 @@ if TYPE_CHECKING:
     from rollout.lab.dataplane.plane import DataPlane
 
 log = logging.getLogger("dataplane")
-
-VERSION_LABEL = "app.kubernetes.io/version"
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-
-
-def declared_version(deployment: Mapping[str, Any] | None) -> str | None:
-    """The version a Deployment declares, or None when it should have no backend."""
-    if deployment is None:
-        return None
-    spec = deployment.get("spec") or {}
-    replicas = spec.get("replicas")
-    # No replicas field means the default of 1 (or an HPA owns the count).
-    if replicas is not None and int(replicas) <= 0:
-        return None
-    template = spec.get("template") or {}
-    version = ((template.get("metadata") or {}).get("labels") or {}).get(VERSION_LABEL)
-    if not version:
-        for container in (template.get("spec") or {}).get("containers") or []:
-            env = {e.get("name"): e.get("value") for e in container.get("env") or []}
-            image = str(container.get("image", ""))
-            version = env.get("VERSION") or (image.rsplit(":", 1)[1] if ":" in image else None)
-            if version:
-                break
-    if not version:
-        log.error("%s declares no version (no %s label, VERSION env or image tag): it gets "
-                  "no backend", (deployment.get("metadata") or {}).get("name"), VERSION_LABEL)
-        return None
-    if not _VERSION_RE.match(str(version)):
-        log.error("%s declares the version %r, which is no label value: it gets no backend",
-                  (deployment.get("metadata") or {}).get("name"), version)
-        return None
-    return str(version)
-
 
 def _lines(resp: Any) -> Iterator[str]:
     """The lines of a streamed (chunked) response as they arrive."""
@@ -109,6 +75,8 @@ def _watch_forever(list_call: Callable[..., Any], kwargs: dict[str, Any],
 class RouteWatch:
     """Feeds the data plane every version of the route object named after the app."""
 
+    what = "route"
+
     def __init__(self, api: Any, router: str, namespace: str, app: str,
                  apply: Callable[[dict[str, Any] | None], None]) -> None:
         from kubernetes import client
@@ -131,48 +99,57 @@ class RouteWatch:
         _watch_forever(self._list, self._kwargs, self._listed, self._event, stop, "route")
 
 
-class DeploymentWatch:
-    """Feeds the backends the version each of <app>-primary and <app>-canary declares."""
+class NamespaceWatch:
+    """Feeds a handler every object of one kind in the namespace: the whole list after each
+    (re)list, then each event."""
 
-    def __init__(self, api: Any, namespace: str, app: str,
-                 apply: Callable[[str, str | None], None]) -> None:
-        from kubernetes import client
-
-        self._list = client.AppsV1Api(api).list_namespaced_deployment
-        self._kwargs = {"namespace": namespace}
-        self.workloads = (f"{app}-primary", f"{app}-canary")
-        self._apply = apply
+    def __init__(self, list_call: Callable[..., Any], namespace: str, what: str,
+                 on_list: Callable[[list[dict[str, Any]]], None],
+                 on_event: Callable[[str, dict[str, Any]], None],
+                 **kwargs: Any) -> None:
+        self._list = list_call
+        self._kwargs = {"namespace": namespace, **kwargs}
+        self._on_list = on_list
+        self._on_event = on_event
+        self.what = what
         self.synced = threading.Event()
 
     def _listed(self, items: list[dict[str, Any]]) -> None:
-        by_name = {d["metadata"]["name"]: d for d in items}
-        for workload in self.workloads:
-            self._apply(workload, declared_version(by_name.get(workload)))
+        self._on_list(items)
         self.synced.set()
 
-    def _event(self, kind: str, obj: dict[str, Any]) -> None:
-        name = obj.get("metadata", {}).get("name")
-        if name in self.workloads:
-            self._apply(name, None if kind == "DELETED" else declared_version(obj))
-
     def run(self, stop: threading.Event) -> None:
-        _watch_forever(self._list, self._kwargs, self._listed, self._event, stop, "deployments")
+        _watch_forever(self._list, self._kwargs, self._listed, self._on_event, stop, self.what)
 
 
 def run_watches(plane: DataPlane, kubeconfig: Path, stop: threading.Event) -> None:
-    from kubernetes import config
+    from kubernetes import client, config
 
     def api() -> Any:
         return config.new_client_from_config(config_file=str(kubeconfig))
 
-    route = RouteWatch(api(), plane.router, plane.namespace, plane.app, plane.apply_object)
-    deployments = DeploymentWatch(api(), plane.namespace, plane.app, plane.backends.want)
-    for name, watcher in (("route-watch", route), ("deployment-watch", deployments)):
-        threading.Thread(target=watcher.run, args=(stop,), name=name, daemon=True).start()
+    ns = plane.namespace
+    route = RouteWatch(api(), plane.router, ns, plane.app, plane.apply_object)
+    watches: list[RouteWatch | NamespaceWatch] = [
+        route,
+        NamespaceWatch(client.CoreV1Api(api()).list_namespaced_pod, ns, "pods",
+                       plane.endpoints.set_pods, plane.endpoints.pod_event),
+        NamespaceWatch(client.DiscoveryV1Api(api()).list_namespaced_endpoint_slice, ns,
+                       "endpointslices", plane.endpoints.set_slices,
+                       plane.endpoints.slice_event),
+    ]
+    if plane.router == "istio":
+        watches.append(NamespaceWatch(
+            client.CustomObjectsApi(api()).list_namespaced_custom_object, ns,
+            "destinationrules", plane.rules.set_all, plane.rules.event,
+            group="networking.istio.io", version="v1", plural="destinationrules"))
+    for watcher in watches:
+        threading.Thread(target=watcher.run, args=(stop,), name=f"{watcher.what}-watch",
+                         daemon=True).start()
 
     def mark_synced() -> None:
-        route.synced.wait()
-        deployments.synced.wait()
+        for watcher in watches:
+            watcher.synced.wait()
         plane.synced.set()
 
     threading.Thread(target=mark_synced, daemon=True).start()

@@ -1,4 +1,5 @@
-"""The data plane's core: routes each request to a backend, mirrors it and counts it."""
+"""The data plane's core: routes each request to a Service's ready pod, mirrors it and counts
+it as Istio's two proxies would."""
 
 from __future__ import annotations
 
@@ -9,12 +10,21 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from rollout.lab.dataplane.backends import Backends
-from rollout.lab.dataplane.matching import split_target
-from rollout.lab.dataplane.routing import RoutingTable, default_table, table_from_object
-from rollout.lab.dataplane.telemetry import Telemetry
+from rollout.lab.dataplane.destination_rules import DestinationRules, HashPolicy
+from rollout.lab.dataplane.endpoints import Endpoints, Pod, hash_pick
+from rollout.lab.dataplane.matching import Request, split_target
+from rollout.lab.dataplane.routing import (
+    Destination,
+    RetryPolicy,
+    RoutingTable,
+    default_table,
+    table_from_object,
+)
+from rollout.lab.dataplane.telemetry import DESTINATION, SOURCE, UNKNOWN, Telemetry
 
 log = logging.getLogger("dataplane")
 
@@ -23,8 +33,25 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
                         "content-length"})
 
 
+Response = tuple[int, list[tuple[str, str]], bytes]
+
+
+@dataclass
+class _Outcome:
+    """How a request to one destination ended: its response, Envoy's response flags, and the
+    pod that answered last (None when none did)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    flags: str = "-"
+    pod: Pod | None = None
+    service: str = ""
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
+
+
 class DataPlane:
-    """The routing table, the backends and the telemetry one proxy server shares."""
+    """The routing table, endpoints, backends and telemetry one proxy server shares."""
 
     def __init__(self, app: str, namespace: str, router: str = "istio",
                  backends: Backends | None = None) -> None:
@@ -34,10 +61,13 @@ class DataPlane:
         self.telemetry = Telemetry(app, namespace)
         self.backends = backends or Backends()
         self.backends.on_change = self.telemetry.backends_changed
+        self.endpoints = Endpoints(on_versions=self.backends.want)
+        self.rules = DestinationRules(namespace)
         self.table = default_table(app)
         self.synced = threading.Event()
         self._mirrors = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mirror")
         self._mirror_slots = threading.BoundedSemaphore(32)
+        self._said: set[str] = set()
 
     def apply_object(self, obj: Mapping[str, Any] | None) -> None:
         table = table_from_object(self.router, obj, self.app)
@@ -55,70 +85,169 @@ class DataPlane:
                      table.weights())
 
     def handle(self, method: str, target: str, headers: Mapping[str, str],
-               body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+               body: bytes | None, client: str = "127.0.0.1") -> Response:
         """Routes one request; `target` is the request line's, query string and all."""
         started = time.perf_counter()
         path, query = split_target(target)
+        request = Request(method, path, query, headers)
+        source = _source(headers)
         route = self.table.select(headers, path, method=method, query=query)
         if route is None:
+            # No route: the client's proxy answers 404 with Envoy's NR ("no route configured").
+            outcome = _Outcome(404, [], b"no route matched\n", "NR", service=self.app)
             self.telemetry.unrouted("no_route", "")
-            return 404, [], b"no route matched\n"
-        workload = route.pick(random.random())
-        if workload is None:
-            source = _source(headers)
-            self.telemetry.no_upstream(route.name, (time.perf_counter() - started) * 1000,
-                                       source)
-            return 500, [], f"route {route.name} gives no destination a weight\n".encode()
-        response = self._forward(workload, method, target, headers, body)
-        if route.mirror and random.random() * 100 < route.mirror_percent:
-            self._mirror(route.mirror, method, target, headers, body)
-        return response
+        else:
+            destination = route.pick(random.random())
+            if destination is None:
+                # A route that weighs every destination 0: a 500, and Envoy's UH ("no healthy
+                # upstream hosts"), not NR: a route matched, the upstream is missing.
+                outcome = _Outcome(500, [], f"route {route.name} gives no destination a "
+                                   "weight\n".encode(), "UH", service=self.app)
+                self.telemetry.unrouted("no_upstream", route.name)
+            else:
+                outcome = self._send(destination, route.retries, request, target, body,
+                                     client, source)
+            if route.mirror and random.random() * 100 < route.mirror_percent:
+                self._mirror(route.mirror, request, target, body, client)
+        pod = outcome.pod
+        self.telemetry.record(
+            SOURCE, service=outcome.service, workload=pod.workload if pod else UNKNOWN,
+            version=(pod.version or UNKNOWN) if pod else UNKNOWN, code=outcome.status,
+            duration_ms=(time.perf_counter() - started) * 1000, source=source,
+            flags=outcome.flags)
+        out = [(k, v) for k, v in outcome.headers if k.lower() not in HOP_BY_HOP]
+        out += outcome.extra_headers
+        if pod is not None:
+            out += [("x-lab-destination", pod.workload), ("x-lab-pod", pod.name)]
+        return outcome.status, out, outcome.body
 
-    def _forward(self, workload: str, method: str, path: str,
-                 headers: Mapping[str, str], body: bytes | None, *,
-                 shadow: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:
-        backend = self.backends.current(workload)
-        if backend is None:
-            self.telemetry.unrouted("no_backend", workload)
-            return 503, [], b"no healthy upstream\n"
-        upstream = {k: v for k, v in headers.items() if k not in HOP_BY_HOP}
+    def _send(self, destination: Destination, retries: RetryPolicy, request: Request,
+              target: str, body: bytes | None, client: str, source: str, *,
+              shadow: bool = False) -> _Outcome:
+        """Sends a request to a destination's ready pods, retrying as the route says."""
+        service = destination.service
+        failed = self._unreachable(destination)
+        if failed is not None:
+            return failed
+        policy = self.rules.policy(service) if self.router == "istio" else None
+        labels: Mapping[str, str] | None = None
+        hashing: HashPolicy | None = policy.hash if policy else None
+        if destination.subset:
+            subset = policy.subsets.get(destination.subset) if policy else None
+            if subset is None:
+                # Istio builds no cluster for a subset no DestinationRule defines: Envoy's NC.
+                self._say(f"{service} has no subset {destination.subset!r} (no "
+                          "DestinationRule defines it): its requests get a 503")
+                self.telemetry.unrouted("no_subset", f"{service}/{destination.subset}")
+                return _Outcome(503, [], b"no cluster for the subset\n", "NC", service=service)
+            labels, hashing = subset.labels, subset.hash
+        # A ready pod with no demo app listening for it (its version's process is starting, or
+        # is one the demo app refuses) is what a failing readiness probe would keep out.
+        pods = [p for p in self.endpoints.ready(service, labels) if self._serves(p)]
+        if not pods:
+            self.telemetry.unrouted("no_endpoint", service)
+            return _Outcome(503, [], b"no healthy upstream\n", "UH", service=service)
+        key, set_cookie = hashing.key(request, client) if hashing else (None, None)
+        extra = [("set-cookie", set_cookie)] if set_cookie else []
+        tries = 1 if shadow else 1 + max(retries.attempts, 0)
+        tried: list[str] = []
+        outcome = _Outcome(503, [], b"", "UF", service=service)
+        for attempt in range(tries):
+            # Istio's retries prefer hosts not tried yet (the previous_hosts predicate).
+            fresh = [p for p in pods if p.name not in tried] or pods
+            pod = hash_pick(fresh, key) if key is not None else random.choice(fresh)
+            tried.append(pod.name)
+            outcome = self._attempt(pod, service, request, target, body, source, shadow)
+            last = attempt == tries - 1
+            if outcome.flags == "UF":
+                if last or not retries.on_connect_failure():
+                    break
+            elif last or not retries.on_status(outcome.status):
+                if last and attempt and retries.on_status(outcome.status):
+                    outcome.flags = "URX"  # the retry limit was reached on a retriable answer
+                break
+        if outcome.flags == "UF" and len(tried) > 1:
+            outcome.flags = "UF,URX"
+        outcome.extra_headers = extra
+        return outcome
+
+    def _serves(self, pod: Pod) -> bool:
+        return pod.version is not None and self.backends.current(pod.version) is not None
+
+    def _unreachable(self, destination: Destination) -> _Outcome | None:
+        """The answer for a destination no request can reach, else None."""
+        service = destination.service
+        if destination.invalid:
+            why = destination.invalid
+        elif (destination.namespace or self.namespace) != self.namespace:
+            why = (f"{service} is in namespace {destination.namespace}: the lab routes within "
+                   f"{self.namespace} only")
+        elif not self.endpoints.knows(service):
+            why = f"there is no Service {service} in {self.namespace}"
+        else:
+            return None
+        self._say(f"{why}: its requests get a {'500' if self.router != 'istio' else '503'}")
+        self.telemetry.unrouted("no_service", service)
+        # The Gateway API requires a 500 for an invalid backendRef; Istio's sidecar has no
+        # cluster for the host, Envoy's NC.
+        code = 503 if self.router == "istio" else 500
+        return _Outcome(code, [], f"{why}\n".encode(), "NC", service=service)
+
+    def _attempt(self, pod: Pod, service: str, request: Request, target: str,
+                 body: bytes | None, source: str, shadow: bool) -> _Outcome:
+        """One try on one pod; the destination's proxy counts it if the pod answers."""
+        backend = self.backends.current(pod.version) if pod.version else None
+        if backend is None:  # its process went away since the pod was picked
+            self.telemetry.unrouted("no_backend", pod.workload)
+            return _Outcome(503, [], b"upstream connect error\n", "UF", service=service)
+        upstream = {k: v for k, v in request.headers.items() if k not in HOP_BY_HOP}
         # Envoy suffixes a mirrored request's Host/Authority with "-shadow", so the mirror
         # target can tell shadow traffic from its own.
-        upstream["host"] = f"{workload}.{self.namespace}" + ("-shadow" if shadow else "")
+        upstream["host"] = f"{service}.{self.namespace}" + ("-shadow" if shadow else "")
         # Istio's destination proxy times a request from its arrival there: routing on the
         # way (the client side) is not in the destination's latency.
         started = time.perf_counter()
         try:
-            status, resp_headers, data = backend.forward(method, path, upstream, body)
+            status, headers, data = backend.forward(request.method, target, upstream, body)
         except (http.client.HTTPException, OSError) as err:
-            log.warning("%s %s: %s", workload, backend.version, err)
-            status, resp_headers, data = 503, [], b"upstream connect error\n"
-        duration_ms = (time.perf_counter() - started) * 1000
-        self.telemetry.record(backend.workload, backend.version, status, duration_ms,
-                              _source(headers))
-        out = [(k, v) for k, v in resp_headers if k.lower() not in HOP_BY_HOP]
-        out.append(("x-lab-destination", backend.workload))
-        return status, out, data
+            log.warning("%s (%s %s): %s", pod.name, pod.workload, pod.version, err)
+            return _Outcome(503, [], b"upstream connect error\n", "UF", service=service)
+        self.telemetry.record(
+            DESTINATION, service=service, workload=pod.workload, version=backend.version,
+            code=status, duration_ms=(time.perf_counter() - started) * 1000, source=source)
+        return _Outcome(status, headers, data, "-", pod, service)
 
-    def _mirror(self, workload: str, method: str, path: str, headers: Mapping[str, str],
-                body: bytes | None) -> None:
+    def _mirror(self, destination: Destination, request: Request, target: str,
+                body: bytes | None, client: str) -> None:
         # Shadow traffic is best effort: drop it rather than queue without bound.
         if not self._mirror_slots.acquire(blocking=False):
             return
+        source = _source(request.headers)
+
         def send() -> None:
             try:
-                self._forward(workload, method, path, headers, body, shadow=True)
+                self._send(destination, RetryPolicy(0), request, target, body, client, source,
+                           shadow=True)
             finally:
                 self._mirror_slots.release()
 
         self._mirrors.submit(send)
 
+    def _say(self, message: str) -> None:
+        """Logs a routing problem once, not per request."""
+        if message not in self._said:
+            self._said.add(message)
+            log.warning("%s", message)
+
     def state(self) -> dict[str, Any]:
         return {
             "app": self.app, "namespace": self.namespace, "router": self.router,
             "synced": self.synced.is_set(), "route": self.table.as_dict(),
-            "backends": {w: {"version": v, "port": p}
-                         for w, (v, p) in self.backends.summary().items()},
+            "endpoints": {service: [{**e, "serving": bool(e["ready"] and e["version"] and
+                                                         self.backends.current(e["version"]))}
+                                    for e in endpoints]
+                          for service, endpoints in self.endpoints.summary().items()},
+            "processes": self.backends.summary(),
         }
 
     def close(self) -> None:

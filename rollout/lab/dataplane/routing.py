@@ -18,32 +18,81 @@ from rollout.lab.dataplane.matching import (
 
 
 @dataclass(frozen=True)
+class Destination:
+    """Where a route sends its share: a Service (and an Istio subset of its endpoints)."""
+
+    service: str
+    weight: int
+    namespace: str | None = None  # None: the route's own namespace
+    subset: str | None = None  # a DestinationRule subset of the host (Istio)
+    # Why no request can reach it (a reference the spec makes invalid): such a share is
+    # answered with a 500, as the Gateway API requires for an invalid backendRef.
+    invalid: str | None = None
+
+
+# Envoy's retry_on conditions the lab can tell apart, and the codes each retries on.
+_RETRY_ON_CODES = {"5xx": frozenset(range(500, 600)), "gateway-error": frozenset({502, 503, 504}),
+                   "retriable-status-codes": frozenset({503})}
+_RETRY_ON_CONNECT = frozenset({"connect-failure", "reset", "5xx", "gateway-error"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times a failed request is tried again, on which failures. Istio's default
+    (networking/core/route/retry: 2 retries on connect-failure, refused-stream, unavailable,
+    cancelled and retriable-status-codes, which are 503) applies when a route names none."""
+
+    attempts: int = 2
+    retry_on: frozenset[str] = frozenset({"connect-failure", "refused-stream", "unavailable",
+                                          "cancelled", "retriable-status-codes"})
+
+    def on_connect_failure(self) -> bool:
+        return bool(self.retry_on & _RETRY_ON_CONNECT)
+
+    def on_status(self, code: int) -> bool:
+        return any(code in _RETRY_ON_CODES.get(cond, ()) for cond in self.retry_on) or (
+            str(code) in self.retry_on)  # Istio takes bare codes in retryOn too
+
+
+def istio_retries(spec: Any) -> RetryPolicy:
+    """An Istio route's `retries`; none given: Istio's default policy."""
+    if not isinstance(spec, Mapping):
+        return RetryPolicy()
+    attempts = int(spec.get("attempts", 0) or 0)
+    on = spec.get("retryOn")
+    retry_on = (frozenset(c.strip() for c in str(on).split(",") if c.strip()) if on
+                else RetryPolicy().retry_on)
+    return RetryPolicy(attempts, retry_on)
+
+
+@dataclass(frozen=True)
 class Route:
     """A route: any one of `matches` selects it (none: every request); its destinations by
-    weight, and the workload its traffic is mirrored to."""
+    weight, and the Service its traffic is mirrored to."""
 
     name: str
     matches: tuple[Match, ...]
-    destinations: tuple[tuple[str, int], ...]
-    mirror: str | None = None
+    destinations: tuple[Destination, ...]
+    mirror: Destination | None = None
     mirror_percent: float = 0.0
+    retries: RetryPolicy = RetryPolicy()
 
     @property
     def catches_all(self) -> bool:
         return not self.matches or any(m.catches_all for m in self.matches)
 
-    def pick(self, u: float) -> str | None:
+    def pick(self, u: float) -> Destination | None:
         """The destination for a uniform draw u in [0, 1), by weight; None when no destination
         has a weight (the request then fails with a 500, as the Gateway API requires)."""
-        weighted = [(name, weight) for name, weight in self.destinations if weight > 0]
+        weighted = [d for d in self.destinations if d.weight > 0]
         if not weighted:
             return None
-        point = u * sum(weight for _, weight in weighted)
-        for name, weight in weighted:
-            if point < weight:
-                return name
-            point -= weight
-        return weighted[-1][0]
+        point = u * sum(d.weight for d in weighted)
+        for destination in weighted:
+            if point < destination.weight:
+                return destination
+            point -= destination.weight
+        return weighted[-1]
 
 
 # How a table picks among the routes that match a request.
@@ -89,15 +138,17 @@ class RoutingTable:
         return candidates[-1] if candidates else None
 
     def weights(self) -> dict[str, int]:
+        """The weighted route's weight per destination Service (subset: "service/subset")."""
         route = self.weighted_route()
-        return dict(route.destinations) if route else {}
+        return {_label(d): d.weight for d in route.destinations} if route else {}
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source, "generation": self.generation, "weights": self.weights(),
             "precedence": self.precedence, "problems": list(self.problems),
             "routes": [
-                {"name": r.name, "destinations": dict(r.destinations), "mirror": r.mirror,
+                {"name": r.name, "destinations": {_label(d): d.weight for d in r.destinations},
+                 "mirror": _label(r.mirror) if r.mirror else None,
                  "mirror_percent": r.mirror_percent,
                  "matches": [m.as_dict() for m in r.matches]}
                 for r in self.routes
@@ -105,14 +156,32 @@ class RoutingTable:
         }
 
 
+def _label(destination: Destination) -> str:
+    return destination.service + (f"/{destination.subset}" if destination.subset else "")
+
+
 def default_table(app: str) -> RoutingTable:
     """No route object: everything goes to the primary, as a plain Service would send it."""
-    return RoutingTable((Route("default", (), ((f"{app}-primary", 100),)),))
+    return RoutingTable((Route("default", (), (Destination(f"{app}-primary", 100),)),))
 
 
-def _workload(host: str) -> str:
-    # Istio hosts may be short names or FQDNs (web-canary.ns.svc.cluster.local).
-    return host.split(".", 1)[0]
+_CLUSTER_SUFFIXES = ("svc.cluster.local", "svc")
+
+
+def istio_destination(spec: Mapping[str, Any], weight: int) -> Destination:
+    """An Istio `destination`: its host is a Service as a short name ("web", resolved in the
+    route's namespace), "web.shop", or a FQDN ("web.shop.svc.cluster.local")."""
+    host = str(spec.get("host", ""))
+    subset = spec.get("subset") or None
+    name, _, rest = host.partition(".")
+    for suffix in _CLUSTER_SUFFIXES:
+        if rest.endswith("." + suffix):
+            rest = rest[: -len(suffix) - 1]
+            break
+    if not name or "." in rest:
+        return Destination(host, weight, subset=subset,
+                           invalid=f"host {host!r} is no Service of this cluster")
+    return Destination(name, weight, rest or None, subset)
 
 
 def table_from_virtual_service(vs: Mapping[str, Any] | None, app: str) -> RoutingTable:
@@ -125,8 +194,8 @@ def table_from_virtual_service(vs: Mapping[str, Any] | None, app: str) -> Routin
         # (virtual_service.proto); pilot gives it the route's cluster and no weights at all.
         single = len(dests) == 1
         destinations = tuple(
-            (_workload(d.get("destination", {}).get("host", "")),
-             100 if single else int(d.get("weight", 0)))
+            istio_destination(d.get("destination") or {},
+                              100 if single else int(d.get("weight", 0)))
             for d in dests
         )
         mirror = entry.get("mirror")
@@ -135,8 +204,9 @@ def table_from_virtual_service(vs: Mapping[str, Any] | None, app: str) -> Routin
             name=entry.get("name") or f"http-{i}",
             matches=tuple(istio_match(m) for m in entry.get("match") or []),
             destinations=destinations,
-            mirror=_workload(mirror["host"]) if mirror and mirror.get("host") else None,
+            mirror=istio_destination(mirror, 0) if mirror and mirror.get("host") else None,
             mirror_percent=percent if mirror else 0.0,
+            retries=istio_retries(entry.get("retries")),
         ))
     return RoutingTable(tuple(routes), "VirtualService", _generation(vs), FIRST_MATCH,
                         _problems("VirtualService", routes))
@@ -147,10 +217,7 @@ def table_from_http_route(route: Mapping[str, Any] | None, app: str) -> RoutingT
         return default_table(app)
     routes = []
     for i, rule in enumerate(route.get("spec", {}).get("rules") or []):
-        destinations = tuple(
-            (str(ref.get("name", "")), int(ref.get("weight", 1)))
-            for ref in rule.get("backendRefs") or []
-        )
+        destinations = tuple(backend_ref(ref) for ref in rule.get("backendRefs") or [])
         mirror, percent = _gateway_mirror(rule.get("filters") or [])
         routes.append(Route(
             name=str(rule.get("name") or f"rule-{i}"),
@@ -172,25 +239,37 @@ def _problems(source: str, routes: Iterable[Route]) -> tuple[str, ...]:
             if match.never is not None:
                 problems.append(f"{source} route {route.name!r} match {j}: {match.never}; "
                                 "the lab never routes by that match")
-        if not any(weight > 0 for _, weight in route.destinations):
+        if not any(d.weight > 0 for d in route.destinations):
             what = "weighs every destination 0" if route.destinations else "has no destination"
             problems.append(f"{source} route {route.name!r} {what}: the requests it takes get "
                             "a 500")
     return tuple(problems)
 
 
-def _gateway_mirror(filters: Iterable[Mapping[str, Any]]) -> tuple[str | None, float]:
+def backend_ref(ref: Mapping[str, Any], weight: int | None = None) -> Destination:
+    """A Gateway API backendRef: a Service by default (group "", kind Service)."""
+    name = str(ref.get("name", ""))
+    weight = int(ref.get("weight", 1)) if weight is None else weight
+    namespace = ref.get("namespace") or None
+    group, kind = ref.get("group", ""), ref.get("kind", "Service")
+    if group not in ("", "core") or kind != "Service":
+        return Destination(name, weight, namespace, invalid=f"backendRef kind {group or 'core'}/"
+                           f"{kind} is not a Service: the lab routes to Services only")
+    return Destination(name, weight, namespace)
+
+
+def _gateway_mirror(filters: Iterable[Mapping[str, Any]]) -> tuple[Destination | None, float]:
     for f in filters:
         if f.get("type") != "RequestMirror":
             continue
         spec = f.get("requestMirror") or {}
-        name = (spec.get("backendRef") or {}).get("name")
+        target = backend_ref(spec.get("backendRef") or {}, 0)
         if "percent" in spec:
-            return name, float(spec["percent"])
+            return target, float(spec["percent"])
         fraction = spec.get("fraction")
         if fraction:
-            return name, 100.0 * fraction["numerator"] / fraction.get("denominator", 100)
-        return name, 100.0
+            return target, 100.0 * fraction["numerator"] / fraction.get("denominator", 100)
+        return target, 100.0
     return None, 0.0
 
 

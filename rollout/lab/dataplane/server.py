@@ -40,8 +40,8 @@ class _ProxyHandler(_NoDelayHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, resp_headers, data = self.server.plane.handle(self.command, self.path, headers,
-                                                              body)
+        status, resp_headers, data = self.server.plane.handle(
+            self.command, self.path, headers, body, self.client_address[0])
         self.send_response(status)
         for key, value in resp_headers:
             self.send_header(key, value)

@@ -33,14 +33,18 @@ class _Series:
     buckets: list[int] = field(default_factory=lambda: [0] * len(BUCKETS_MS))
 
 
-# One series of Istio's metrics: reporter, destination workload, destination version,
+# One series of Istio's metrics: reporter, destination service, workload and version,
 # response code, source workload, response flags.
-SeriesKey = tuple[str, str, str, str, str, str]
+SeriesKey = tuple[str, str, str, str, str, str, str]
+
+SOURCE, DESTINATION = "source", "destination"
+UNKNOWN = "unknown"
 
 
 class Telemetry:
-    """Counts requests as Istio's destination reporter would (the source reporter for requests
-    no destination saw), plus the lab's route gauges."""
+    """Counts requests as Istio's two reporters do: the client's proxy ("source") counts each
+    request once, with its final code and Envoy's response flags; the destination's proxy
+    counts each attempt that reached a pod. Plus the lab's route gauges."""
 
     def __init__(self, app: str, namespace: str) -> None:
         self.app = app
@@ -50,23 +54,14 @@ class Telemetry:
         self._unrouted: dict[tuple[str, str], int] = {}
         self._table = default_table(app)
         self._applied_at = 0.0
-        self._backends: dict[str, tuple[str, int]] = {}
+        self._backends: dict[str, int] = {}
 
-    def record(self, workload: str, version: str, code: int, duration_ms: float,
-               source: str) -> None:
-        self._add(("destination", workload, version, str(code), source, "-"), duration_ms)
-
-    def no_upstream(self, route: str, duration_ms: float, source: str) -> None:
-        """A request whose route gives no destination a weight, answered with a 500. No
-        destination sees it, so Istio's client-side proxy (reporter "source") counts it,
-        destination unknown, with Envoy's flag UH: "No healthy upstream hosts in upstream
-        cluster" (envoyproxy/envoy docs/root/configuration/observability/access_log/usage.rst).
-        Not NR, "No route configured for a given request" (a 404): a route matched, and
-        it is the upstream that is missing. The lab's own counter names the route."""
-        self._add(("source", "unknown", "unknown", "500", source, "UH"), duration_ms)
-        self.unrouted("no_upstream", route)
-
-    def _add(self, key: SeriesKey, duration_ms: float) -> None:
+    def record(self, reporter: str, *, service: str, workload: str, version: str, code: int,
+               duration_ms: float, source: str, flags: str = "-") -> None:
+        """One request (source) or attempt (destination). `service` is the Service it was
+        routed to (the app's own for a request no route took); `workload` and `version` are
+        the pod's, or "unknown" when no pod answered."""
+        key = (reporter, service, workload, version, str(code), source, flags)
         with self._lock:
             series = self._series.setdefault(key, _Series())
             series.count += 1
@@ -86,16 +81,15 @@ class Telemetry:
             self._table = table
             self._applied_at = time.time()
 
-    def backends_changed(self, backends: Mapping[str, tuple[str, int]]) -> None:
+    def backends_changed(self, backends: Mapping[str, int]) -> None:
         with self._lock:
             self._backends = dict(backends)
 
     def _istio_labels(self, key: SeriesKey) -> list[tuple[str, str]]:
-        reporter, workload, version, code, source, flags = key
+        reporter, service, workload, version, code, source, flags = key
         ns = self.namespace
-        known = workload != "unknown"
-        service = workload if known else self.app  # else the host the client addressed
-        app = self.app if known else "unknown"
+        known = workload != UNKNOWN
+        app = self.app if known else UNKNOWN
         return [
             ("reporter", reporter), ("source_workload", source),
             ("source_workload_namespace", ns if source != "unknown" else "unknown"),
@@ -107,8 +101,9 @@ class Telemetry:
             ("destination_canonical_service", app),
             ("destination_canonical_revision", version),
             ("request_protocol", "http"), ("response_code", code), ("response_flags", flags),
+            # The destination proxy sees the client's certificate; the source never reports it.
             ("connection_security_policy",
-             "mutual_tls" if reporter == "destination" else "unknown"),
+             "mutual_tls" if reporter == DESTINATION else UNKNOWN),
         ]
 
     def render(self) -> str:
@@ -142,7 +137,7 @@ class Telemetry:
         return lines
 
     def _lab_gauges(self, table: RoutingTable, applied_at: float,
-                    backends: Mapping[str, tuple[str, int]],
+                    backends: Mapping[str, int],
                     unrouted: Mapping[tuple[str, str], int]) -> list[str]:
         out = ["# HELP lab_route_weight Weight of each destination on the weighted route.",
                "# TYPE lab_route_weight gauge"]
@@ -154,12 +149,12 @@ class Telemetry:
                 "# HELP lab_route_applied_timestamp_seconds When the data plane applied it.",
                 "# TYPE lab_route_applied_timestamp_seconds gauge",
                 f"lab_route_applied_timestamp_seconds {applied_at:.6f}",
-                "# HELP lab_backend_info The demo app version serving each workload.",
+                "# HELP lab_backend_info The demo app process serving each version.",
                 "# TYPE lab_backend_info gauge"]
-        for dest, (version, port) in sorted(backends.items()):
-            labels = [("destination", dest), ("version", version), ("port", str(port))]
+        for version, port in sorted(backends.items()):
+            labels = [("version", version), ("port", str(port))]
             out.append(f"lab_backend_info{_labels(labels)} 1")
-        out += ["# HELP lab_unrouted_requests_total Requests with no route or no backend.",
+        out += ["# HELP lab_unrouted_requests_total Requests no pod answered, by why.",
                 "# TYPE lab_unrouted_requests_total counter"]
         for (reason, dest), n in sorted(unrouted.items()):
             out.append(f"lab_unrouted_requests_total"

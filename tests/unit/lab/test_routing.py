@@ -18,6 +18,7 @@ from rollout.lab.dataplane.matching import split_target
 from rollout.lab.dataplane.plane import DataPlane
 from rollout.lab.dataplane.routing import table_from_http_route, table_from_virtual_service
 from rollout.lab.dataplane.server import ProxyServer
+from tests.unit.lab import cluster_objects
 
 APP = "demo"
 
@@ -25,9 +26,8 @@ APP = "demo"
 class _StubBackend:
     """Answers 200 and says which path (query and all) it was sent."""
 
-    def __init__(self, workload: str) -> None:
-        self.workload = workload
-        self.version = "v1"
+    def __init__(self, version: str) -> None:
+        self.version = version
 
     def forward(self, method: str, path: str, headers: Any,
                 body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -35,10 +35,24 @@ class _StubBackend:
 
 
 class _StubBackends(Backends):
-    """Every workload has a backend, and no process is started."""
+    """Every version has a backend, and no process is started."""
 
-    def current(self, workload: str) -> Any:
-        return _StubBackend(workload)
+    def want(self, versions: frozenset[str]) -> None:
+        pass
+
+    def current(self, version: str) -> Any:
+        return _StubBackend(version)
+
+
+SERVICES = ("demo", "demo-primary", "demo-canary", "demo-a", "demo-b", "demo-c", "demo-zero")
+
+
+def with_services(plane: DataPlane, *names: str) -> DataPlane:
+    """Gives each Service (named like its Deployment) one ready pod running v1."""
+    pods, slices = cluster_objects.services(*((n, "v1") for n in names or SERVICES))
+    plane.endpoints.set_pods(pods)
+    plane.endpoints.set_slices(slices)
+    return plane
 
 
 @pytest.fixture
@@ -46,7 +60,7 @@ def plane_for() -> Iterator[Callable[[str, str], DataPlane]]:
     planes: list[DataPlane] = []
 
     def make(router: str, spec: str) -> DataPlane:
-        plane = DataPlane(APP, "shop", router, backends=_StubBackends())
+        plane = with_services(DataPlane(APP, "shop", router, backends=_StubBackends()))
         plane.apply_object({"metadata": {"generation": 1}, "spec": yaml.safe_load(spec)})
         planes.append(plane)
         return plane
@@ -504,7 +518,7 @@ http:
 
 
 def test_the_proxy_routes_by_method_and_query_and_forwards_the_whole_target() -> None:
-    plane = DataPlane(APP, "shop", "gateway-api", backends=_StubBackends())
+    plane = with_services(DataPlane(APP, "shop", "gateway-api", backends=_StubBackends()))
     plane.apply_object({"spec": yaml.safe_load(_rules(
         ("[{method: POST}]", "demo-a"),
         ("[{path: {type: Exact, value: /api}, queryParams: [{name: beta, value: '1'}]}]",
@@ -538,28 +552,28 @@ def test_the_proxy_routes_by_method_and_query_and_forwards_the_whole_target() ->
         plane.close()
 
 
-class _RecordingBackends(Backends):
+class _RecordingBackends(_StubBackends):
     """Stub backends that keep the Host each request reached them with."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.hosts: list[tuple[str, str]] = []
+        self.hosts: list[str] = []
 
-    def current(self, workload: str) -> Any:
+    def current(self, version: str) -> Any:
         seen = self.hosts
 
         class Recording(_StubBackend):
             def forward(self, method: str, path: str, headers: Any,
                         body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
-                seen.append((self.workload, headers["host"]))
+                seen.append(headers["host"])
                 return super().forward(method, path, headers, body)
 
-        return Recording(workload)
+        return Recording(version)
 
 
 def test_a_mirrored_request_reaches_its_target_with_the_shadow_host() -> None:
     backends = _RecordingBackends()
-    plane = DataPlane(APP, "shop", "istio", backends=backends)
+    plane = with_services(DataPlane(APP, "shop", "istio", backends=backends))
     try:
         plane.apply_object({"spec": yaml.safe_load("""
 http:
@@ -573,8 +587,7 @@ http:
             time.sleep(0.01)
     finally:
         plane.close()
-    assert sorted(backends.hosts) == [("demo-canary", "demo-canary.shop-shadow"),
-                                      ("demo-primary", "demo-primary.shop")]
+    assert sorted(backends.hosts) == ["demo-canary.shop-shadow", "demo-primary.shop"]
 
 
 def test_the_destination_latency_starts_when_the_request_reaches_it(
@@ -583,7 +596,7 @@ def test_the_destination_latency_starts_when_the_request_reaches_it(
     destination's latency."""
     import rollout.lab.dataplane.plane as plane_module
 
-    plane = DataPlane(APP, "shop", "istio", backends=_StubBackends())
+    plane = with_services(DataPlane(APP, "shop", "istio", backends=_StubBackends()))
     quick = plane_module.split_target
 
     def slow(target: str) -> Any:
@@ -591,11 +604,12 @@ def test_the_destination_latency_starts_when_the_request_reaches_it(
         return quick(target)
 
     monkeypatch.setattr(plane_module, "split_target", slow)
-    recorded: list[float] = []
-    monkeypatch.setattr(plane.telemetry, "record",
-                        lambda *args: recorded.append(args[3]))
+    recorded: dict[str, float] = {}
+    monkeypatch.setattr(plane.telemetry, "record", lambda reporter, **labels: recorded.update(
+        {reporter: labels["duration_ms"]}))
     try:
         assert plane.handle("GET", "/", {}, None)[0] == 200
     finally:
         plane.close()
-    assert len(recorded) == 1 and recorded[0] < 100, recorded
+    # The client's proxy times the whole request, routing and all.
+    assert recorded["destination"] < 100 and recorded["source"] >= 300, recorded

@@ -23,15 +23,20 @@ from rollout.adapters.lab_layout import Layout, Ports
 from rollout.core.service import load_settings
 from rollout.lab import demoapp, loadgen
 from rollout.lab.dataplane.backends import Backends, start_demoapp
-from rollout.lab.dataplane.kubewatch import declared_version
+from rollout.lab.dataplane.endpoints import declared_version
 from rollout.lab.dataplane.plane import DataPlane
-from rollout.lab.dataplane.routing import table_from_http_route, table_from_virtual_service
+from rollout.lab.dataplane.routing import (
+    Destination,
+    table_from_http_route,
+    table_from_virtual_service,
+)
 from rollout.lab.dataplane.server import ProxyServer
 from rollout.lab.dataplane.telemetry import Telemetry
 from rollout.lab.processes import port_in_use
 from rollout.lab.traffic import Traffic, TrafficPorts, pick_ports
 from rollout.pulumi.routers.gateway_api import http_route_spec
 from rollout.pulumi.routers.istio import virtual_service_spec
+from tests.unit.lab import cluster_objects
 
 LAB = Path(loadgen.__file__).parent
 APP = "demo"
@@ -141,7 +146,7 @@ def test_weights_and_ab_rules_follow_the_declared_route(router: str) -> None:
     for headers in to_canary:
         route = table.select(headers, "/")
         assert route is not None
-        assert route.destinations == (("demo-canary", 100),), headers
+        assert route.destinations == (Destination("demo-canary", 100),), headers
     weighted = [{}, {"x-user": "alpha-beta-1"}, {"cookie": "canary=always2"},
                 {"cookie": "notcanary=always"}, {"x-group": "qa", "x-region": "eu-westish"},
                 {"x-group": "qa"}]
@@ -155,17 +160,17 @@ def test_weighted_choice_follows_weights() -> None:
     route = table.weighted_route()
     assert route is not None
     rng = random.Random(3)
-    picks = [route.pick(rng.random()) for _ in range(10000)]
+    picks = [getattr(route.pick(rng.random()), "service", None) for _ in range(10000)]
     assert picks.count("demo-canary") / len(picks) == pytest.approx(0.10, abs=0.01)
-    assert route.pick(0.0) == "demo-primary"
-    assert route.pick(0.9999) == "demo-canary"
+    assert route.pick(0.0) == Destination("demo-primary", 90)
+    assert route.pick(0.9999) == Destination("demo-canary", 10)
 
 
 def test_no_route_object_sends_everything_to_the_primary() -> None:
     for table in (table_from_virtual_service(None, APP), table_from_http_route(None, APP)):
         assert table.weights() == {"demo-primary": 100}
         route = table.select({"cookie": "canary=always"}, "/")
-        assert route is not None and route.pick(0.99) == "demo-primary"
+        assert route is not None and route.pick(0.99) == Destination("demo-primary", 100)
 
 
 def test_mirroring_and_fqdn_hosts() -> None:
@@ -175,41 +180,35 @@ def test_mirroring_and_fqdn_hosts() -> None:
         "mirror": {"host": "demo-canary"}, "mirrorPercentage": {"value": 25.0}}]}}
     route = table_from_virtual_service(vs, APP).weighted_route()
     assert route is not None
-    assert (route.mirror, route.mirror_percent) == ("demo-canary", 25.0)
-    assert dict(route.destinations) == {"demo-primary": 100, "demo-canary": 0}
+    assert (route.mirror, route.mirror_percent) == (Destination("demo-canary", 0), 25.0)
+    assert route.destinations == (Destination("demo-primary", 100, "shop"),
+                                  Destination("demo-canary", 0, "shop"))
     spec = http_route_spec(_settings(router="gateway-api", mirror=True, mirrorWeight=40))
     gw = table_from_http_route({"spec": spec}, APP).weighted_route()
-    assert gw is not None and (gw.mirror, gw.mirror_percent) == ("demo-canary", 40.0)
+    assert gw is not None and (gw.mirror, gw.mirror_percent) == (
+        Destination("demo-canary", 0), 40.0)
 
 
-def test_declared_version_comes_from_the_pod_template() -> None:
-    def deployment(replicas: int | None, labels: dict[str, str]) -> dict[str, Any]:
-        spec: dict[str, Any] = {"template": {"metadata": {"labels": labels}, "spec": {
-            "containers": [{"image": "registry.local/demo:v7", "env": []}]}}}
-        if replicas is not None:
-            spec["replicas"] = replicas
-        return {"metadata": {"name": "demo-canary"}, "spec": spec}
+def test_a_pods_version_comes_from_its_labels_env_or_image_tag() -> None:
+    def version(labels: dict[str, str], env: dict[str, str], image: str) -> str | None:
+        spec = {"containers": [{"image": image, "env": [
+            {"name": k, "value": v} for k, v in env.items()]}]}
+        return declared_version("demo-canary-abc", labels, spec)
 
-    assert declared_version(deployment(2, {"app.kubernetes.io/version": "v3"})) == "v3"
-    assert declared_version(deployment(None, {"app.kubernetes.io/version": "v4"})) == "v4"
-    assert declared_version(deployment(0, {"app.kubernetes.io/version": "v3"})) is None
-    assert declared_version(deployment(1, {})) == "v7"
-    assert declared_version(None) is None
+    assert version({"app.kubernetes.io/version": "v3"}, {"VERSION": "v9"}, "demo:v7") == "v3"
+    assert version({}, {"VERSION": "v4"}, "demo:v7") == "v4"
+    assert version({}, {}, "registry.local/demo:v7") == "v7"
 
 
-def test_a_deployment_without_a_usable_version_gets_no_backend_and_a_log_line(
+def test_a_pod_without_a_usable_version_is_served_by_no_demo_app_and_logged(
         caplog: pytest.LogCaptureFixture) -> None:
-    untagged = {"metadata": {"name": "demo-canary"}, "spec": {"template": {"spec": {
-        "containers": [{"image": "registry.local/demo", "env": []}]}}}}
-    too_long = {"metadata": {"name": "demo-canary"}, "spec": {"template": {
-        "metadata": {"labels": {}}, "spec": {"containers": [
-            {"image": "registry.local/demo:" + "v" * 100, "env": []}]}}}}
-
     with caplog.at_level("ERROR", logger="dataplane"):
-        assert declared_version(untagged) is None, "not v1, which it never declared"
-        assert declared_version(too_long) is None
+        assert declared_version("demo-canary-abc", {}, {"containers": [
+            {"image": "registry.local/demo", "env": []}]}) is None, "not v1, never declared"
+        assert declared_version("demo-canary-abc", {}, {"containers": [
+            {"image": "registry.local/demo:" + "v" * 100, "env": []}]}) is None
 
-    assert "demo-canary declares no version" in caplog.text
+    assert "demo-canary-abc declares no version" in caplog.text
     assert "which is no label value" in caplog.text
 
 
@@ -218,9 +217,11 @@ def test_a_deployment_without_a_usable_version_gets_no_backend_and_a_log_line(
 
 def test_metrics_use_istio_names_and_labels() -> None:
     telemetry = Telemetry(APP, "shop")
-    telemetry.record("demo-canary", "v3", 503, 7.0, "loadgen")
-    telemetry.record("demo-canary", "v3", 503, 300.0, "loadgen")
-    telemetry.record("demo-primary", "v1", 200, 0.2, "loadgen")
+    for duration_ms in (7.0, 300.0):
+        telemetry.record("destination", service="demo-canary", workload="demo-canary",
+                         version="v3", code=503, duration_ms=duration_ms, source="loadgen")
+    telemetry.record("destination", service="demo-primary", workload="demo-primary",
+                     version="v1", code=200, duration_ms=0.2, source="loadgen")
     telemetry.route_applied(table_from_virtual_service(
         {"metadata": {"generation": 9}, "spec": virtual_service_spec(_settings(canaryWeight=20))},
         APP))
@@ -272,12 +273,22 @@ def _get(port: int, headers: dict[str, str] | None = None) -> tuple[int, str, st
     return resp.status, version, resp.getheader("x-lab-destination") or ""
 
 
-def test_proxy_routes_switches_versions_without_a_gap_and_counts(
+def _publish(dp: DataPlane, pods: dict[str, list[dict[str, Any]]],
+             terminating: frozenset[str] = frozenset()) -> None:
+    """What the Pod and EndpointSlice watches would hand the data plane: each Service's pods."""
+    dp.endpoints.set_pods([pod for group in pods.values() for pod in group])
+    dp.endpoints.set_slices([cluster_objects.endpoint_slice(service, group,
+                                                            terminating=terminating)
+                             for service, group in pods.items()])
+
+
+def test_proxy_routes_rolls_pods_without_a_gap_and_counts(
         plane: tuple[DataPlane, int]) -> None:
     dp, port = plane
-    assert _get(port)[0] == 503  # no backend yet
-    dp.backends.want("demo-primary", "v1")
-    dp.backends.want("demo-canary", "v2")
+    assert _get(port)[0] == 503  # no Service yet
+    primary = [cluster_objects.pod("demo-primary", "v1")]
+    canary_v2 = [cluster_objects.pod("demo-canary", "v2")]
+    _publish(dp, {"demo-primary": primary, "demo-canary": canary_v2})
     dp.apply_object({"spec": virtual_service_spec(_settings(canaryWeight=50, canaryVersion="v2",
                                                             match=AB_RULES))})
     assert _get(port, {"cookie": "canary=always"})[1:] == ("v2", "demo-canary")
@@ -295,32 +306,46 @@ def test_proxy_routes_switches_versions_without_a_gap_and_counts(
 
     asker = threading.Thread(target=keep_asking)
     asker.start()
+    # A rolling update of the canary to v1, as the Deployment controller makes it: the new
+    # pod starts unready, becomes ready, then the old one terminates and goes.
+    new = cluster_objects.pod("demo-canary", "v1", 1, ready=False)
+    _publish(dp, {"demo-primary": primary, "demo-canary": [*canary_v2, new]})
     time.sleep(0.1)
-    dp.backends.want("demo-canary", "v1")
+    assert {v for _, v, _ in results} == {"v2"}, "an unready pod takes no traffic"
+    new = cluster_objects.pod("demo-canary", "v1", 1)
+    _publish(dp, {"demo-primary": primary, "demo-canary": [*canary_v2, new]})
     time.sleep(0.2)
+    _publish(dp, {"demo-primary": primary, "demo-canary": [*canary_v2, new]},
+             terminating=frozenset({canary_v2[0]["metadata"]["name"]}))
+    time.sleep(0.1)
+    _publish(dp, {"demo-primary": primary, "demo-canary": [new]})
+    time.sleep(0.1)
     stop.set()
     asker.join()
     assert {code for code, _, _ in results} == {200}
     assert {v for _, v, _ in results} == {"v2", "v1"}
     assert results[-1][1] == "v1"
 
-    dp.backends.want("demo-canary", None)
-    assert _get(port)[0] == 503
-    primary = dp.backends.current("demo-primary")
-    assert primary is not None
-    primary.proc.kill()
-    primary.proc.wait()
+    _publish(dp, {"demo-primary": primary, "demo-canary": []})
+    assert _get(port)[0] == 503  # the canary Service has no ready pod
+    process = dp.backends.current("v1")
+    assert process is not None
+    process.proc.kill()
+    process.proc.wait()
     dp.backends.revive()
-    revived = dp.backends.current("demo-primary")
-    assert revived is not None and revived.proc.pid != primary.proc.pid
+    revived = dp.backends.current("v1")
+    assert revived is not None and revived.proc.pid != process.proc.pid
     dp.apply_object(None)
     assert _get(port)[:2] == (200, "v1")
     text = dp.telemetry.render()
-    assert 'destination_workload="demo-canary",destination_workload_namespace="shop"' in text
-    assert 'lab_unrouted_requests_total{reason="no_backend",destination="demo-canary"}' in text
-    assert dp.state()["backends"] == {"demo-primary": {"version": "v1",
-                                                        "port": dp.state()["backends"][
-                                                            "demo-primary"]["port"]}}
+    for reporter in ("source", "destination"):
+        assert re.search(rf'istio_requests_total{{reporter="{reporter}",[^}}]*'
+                         r'destination_workload="demo-canary",destination_workload_namespace='
+                         r'"shop"[^}]*response_code="200"', text)
+    assert re.search(r'istio_requests_total{reporter="source",[^}]*destination_service_name='
+                     r'"demo-canary"[^}]*response_code="503",response_flags="UH"', text)
+    assert 'lab_unrouted_requests_total{reason="no_endpoint",destination="demo-canary"}' in text
+    assert dp.state()["processes"] == {"v1": revived.port}, "v2's process was retired"
 
 
 # -- load generator ---------------------------------------------------------------------------
@@ -404,18 +429,22 @@ def test_traffic_that_never_started_reports_stopped(tmp_path: Path) -> None:
 # -- the data plane and Traffic end to end, against a fake Kubernetes API --------------------
 
 VS_PATH = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices"
-DEPLOY_PATH = "/apis/apps/v1/namespaces/shop/deployments"
+POD_PATH = "/api/v1/namespaces/shop/pods"
+SLICE_PATH = "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices"
+DR_PATH = "/apis/networking.istio.io/v1/namespaces/shop/destinationrules"
 
 
 class FakeKube(ThreadingHTTPServer):
-    """List and watch (chunked, like the real API) for two collections; watches end after 1 s."""
+    """List and watch (chunked, like the real API) for the collections the data plane reads;
+    any other path is a 404, as on the real API server. Watches end after 1 s."""
 
     daemon_threads = True
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _FakeKubeHandler)
         self.rv = 0
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {VS_PATH: {}, DEPLOY_PATH: {}}
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {
+            path: {} for path in (VS_PATH, POD_PATH, SLICE_PATH, DR_PATH)}
         self.events: list[tuple[int, str, str, dict[str, Any]]] = []
         self.changed = threading.Condition()
         self.watches = 0
@@ -460,6 +489,11 @@ class _FakeKubeHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         name = query.get("fieldSelector", "").removeprefix("metadata.name=") or None
+        if url.path not in self.server.objects:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if query.get("watch") in ("true", "True", "1"):
             self._watch(url.path, int(query.get("resourceVersion") or 0), name)
             return
@@ -503,10 +537,15 @@ class _FakeKubeHandler(BaseHTTPRequestHandler):
         pass
 
 
-def _deployment(name: str, version: str, replicas: int = 1) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "shop"},
-            "spec": {"replicas": replicas, "template": {"metadata": {"labels": {
-                "app.kubernetes.io/version": version}}}}}
+def _roll(kube: FakeKube, workload: str, version: str | None, replicas: int = 1) -> None:
+    """Replaces a workload's pods (and its Service's slice) with `replicas` at `version`."""
+    for name, obj in list(kube.objects[POD_PATH].items()):
+        if obj["metadata"]["labels"]["app.kubernetes.io/instance"] == workload:
+            kube.delete(POD_PATH, name)
+    pods = [cluster_objects.pod(workload, version, i) for i in range(replicas)]
+    for pod in pods:
+        kube.put(POD_PATH, pod)
+    kube.put(SLICE_PATH, cluster_objects.endpoint_slice(workload, pods))
 
 
 def _vs(canary_weight: int) -> dict[str, Any]:
@@ -535,9 +574,9 @@ def kube() -> Iterator[FakeKube]:
         thread.join()
 
 
-def test_traffic_follows_the_live_route_and_deployments(kube: FakeKube, tmp_path: Path) -> None:
-    kube.put(DEPLOY_PATH, _deployment("demo-primary", "v1"))
-    kube.put(DEPLOY_PATH, _deployment("demo-canary", "v2"))
+def test_traffic_follows_the_live_route_and_endpoints(kube: FakeKube, tmp_path: Path) -> None:
+    _roll(kube, "demo-primary", "v1")
+    _roll(kube, "demo-canary", "v2")
     kube.put(VS_PATH, _vs(10))
     layout = Layout(tmp_path / "lab")
     traffic = Traffic(layout, Ports(22000), app=APP, namespace="shop",
@@ -557,14 +596,14 @@ def test_traffic_follows_the_live_route_and_deployments(kube: FakeKube, tmp_path
         kube.put(VS_PATH, _vs(50))
         reaction = _wait_for(lambda: traffic.status().weights.get("demo-canary") == 50)
         assert reaction < 1.0
-        kube.put(DEPLOY_PATH, _deployment("demo-canary", "v3"))
+        _roll(kube, "demo-canary", "v3")
         _wait_for(lambda: traffic.status().backends.get("demo-canary") == "v3")
         answers = [_get(port, {"x-user": "beta-1"}) for _ in range(100)]
         assert {v for _, v, _ in answers} == {"v3"}
         assert 1 <= sum(code == 500 for code, _, _ in answers) <= 25
         kube.delete(VS_PATH, APP)
         _wait_for(lambda: traffic.status().weights == {"demo-primary": 100})
-        kube.put(DEPLOY_PATH, _deployment("demo-canary", "v3", replicas=0))
+        _roll(kube, "demo-canary", "v3", replicas=0)
         _wait_for(lambda: "demo-canary" not in traffic.status().backends)
         time.sleep(1.2)  # outlives one server-side watch: the data plane must have rewatched
         kube.put(VS_PATH, _vs(30))
