@@ -47,6 +47,9 @@ class Toolchain:
     kubectl: Path
     istio_crds: Path
     gateway_api_crds: Path
+    # The Gateway API conformance suite's HTTPRoute cases, for the unit tests only: not among
+    # what `missing()` lists, as the lab runs without them.
+    gateway_conformance: Path
     prometheus: Path | None
 
     def missing(self) -> list[Path]:
@@ -79,6 +82,7 @@ def locate(versions: dict[str, str] | None = None) -> Toolchain:
         kubectl=k8s / "kubectl",
         istio_crds=crds / "istio.yaml",
         gateway_api_crds=crds / "gateway-api.yaml",
+        gateway_conformance=tools / f"gateway-conformance-{v['GATEWAY_API_VERSION']}",
         prometheus=Path(prometheus) if prometheus else None,
     )
 

@@ -188,8 +188,13 @@ def table_from_virtual_service(vs: Mapping[str, Any] | None, app: str) -> Routin
     if vs is None:
         return default_table(app)
     routes = []
+    ignored_by_route = []
     for i, entry in enumerate(vs.get("spec", {}).get("http") or []):
         dests = entry.get("route") or []
+        ignored = sorted(key for key in _ISTIO_NOT_APPLIED if entry.get(key))
+        if ignored:
+            ignored_by_route.append(_not_applied(
+                "VirtualService", entry.get("name") or f"http-{i}", ignored))
         # A single destination takes all the traffic "irrespective of the weight"
         # (virtual_service.proto); pilot gives it the route's cluster and no weights at all.
         single = len(dests) == 1
@@ -209,18 +214,34 @@ def table_from_virtual_service(vs: Mapping[str, Any] | None, app: str) -> Routin
             retries=istio_retries(entry.get("retries")),
         ))
     return RoutingTable(tuple(routes), "VirtualService", _generation(vs), FIRST_MATCH,
-                        _problems("VirtualService", routes))
+                        (*_problems("VirtualService", routes), *ignored_by_route))
 
 
 def table_from_http_route(route: Mapping[str, Any] | None, app: str) -> RoutingTable:
     if route is None:
         return default_table(app)
     routes = []
+    mirror_problems = []
     for i, rule in enumerate(route.get("spec", {}).get("rules") or []):
+        name = str(rule.get("name") or f"rule-{i}")
         destinations = tuple(backend_ref(ref) for ref in rule.get("backendRefs") or [])
-        mirror, percent = _gateway_mirror(rule.get("filters") or [])
+        filters = rule.get("filters") or []
+        mirror, percent = _gateway_mirror(filters)
+        mirrors = sum(1 for f in filters if f.get("type") == "RequestMirror")
+        if mirrors > 1:
+            # The API mirrors to each (HTTPRouteRequestMultipleMirrors); a route has one mirror.
+            mirror_problems.append(f"HTTPRoute route {name!r} has {mirrors} RequestMirror "
+                                   "filters: the lab mirrors to the first only")
+        ignored = sorted({f"filter {f.get('type')}" for f in filters
+                          if f.get("type") != "RequestMirror"}
+                         | {f"backendRef {ref.get('name')} filters"
+                            for ref in rule.get("backendRefs") or [] if ref.get("filters")}
+                         | {key for key in ("timeouts", "retry", "sessionPersistence")
+                            if rule.get(key)})
+        if ignored:
+            mirror_problems.append(_not_applied("HTTPRoute", name, ignored))
         routes.append(Route(
-            name=str(rule.get("name") or f"rule-{i}"),
+            name=name,
             # A rule without matches has the CRD's default one, PathPrefix "/" (ranked with it).
             matches=tuple(gateway_match(m)
                           for m in rule.get("matches") or [DEFAULT_GATEWAY_MATCH]),
@@ -229,7 +250,17 @@ def table_from_http_route(route: Mapping[str, Any] | None, app: str) -> RoutingT
             mirror_percent=percent,
         ))
     return RoutingTable(tuple(routes), "HTTPRoute", _generation(route), GATEWAY_PRECEDENCE,
-                        _problems("HTTPRoute", routes))
+                        (*_problems("HTTPRoute", routes), *mirror_problems))
+
+
+# What an Istio HTTP route can ask that the lab's proxy does not do (retries it does).
+_ISTIO_NOT_APPLIED = ("redirect", "directResponse", "rewrite", "headers", "fault", "timeout",
+                      "corsPolicy", "delegate")
+
+
+def _not_applied(source: str, route: str, what: list[str]) -> str:
+    return (f"{source} route {route!r}: the lab does not apply {', '.join(what)}; it forwards "
+            "the requests the route takes as sent")
 
 
 def _problems(source: str, routes: Iterable[Route]) -> tuple[str, ...]:
