@@ -36,10 +36,14 @@ class HashPolicy:
             return client, None
         if self.cookie:
             value = _cookie(request.headers.get("cookie", ""), self.cookie)
-            if value is None and self.cookie_ttl:
-                value = secrets.token_hex(8)
-                path = f"; Path={self.cookie_path}" if self.cookie_path else ""
-                return value, f"{self.cookie}={value}{path}; HttpOnly"
+            if value is None and self.cookie_ttl is not None:
+                # Envoy generates the cookie as its Http::Utility::makeSetCookieValue writes it.
+                value = f'"{secrets.token_hex(8)}"'
+                max_age = _seconds(self.cookie_ttl)
+                return value, (f"{self.cookie}={value}"
+                               + (f"; Max-Age={max_age}" if max_age else "")
+                               + (f"; Path={self.cookie_path}" if self.cookie_path else "")
+                               + "; HttpOnly")
             return value, None
         return None, None
 
@@ -52,6 +56,18 @@ def _cookie(header: str, name: str) -> str | None:
     return None
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _seconds(duration: str) -> int:
+    """A ttl such as "3600s" or "1h" in whole seconds (0 when unreadable: a session cookie)."""
+    text = duration.strip()
+    try:
+        return int(float(text[:-1]) * _UNITS[text[-1]]) if text else 0
+    except (KeyError, ValueError):
+        return 0
+
+
 def _hash_policy(traffic_policy: Any) -> HashPolicy | None:
     if not isinstance(traffic_policy, Mapping):
         return None
@@ -60,7 +76,8 @@ def _hash_policy(traffic_policy: Any) -> HashPolicy | None:
         return None
     cookie = spec.get("httpCookie") or {}
     return HashPolicy(header=spec.get("httpHeaderName"), cookie=cookie.get("name"),
-                      cookie_ttl=cookie.get("ttl"), cookie_path=cookie.get("path"),
+                      cookie_ttl=None if cookie.get("ttl") is None else str(cookie["ttl"]),
+                      cookie_path=cookie.get("path"),
                       query=spec.get("httpQueryParameterName"),
                       source_ip=bool(spec.get("useSourceIp")))
 

@@ -78,8 +78,9 @@ class Service:
         return "v1" if self.stable() == "v2" else "v2"
 
     def responses(self) -> dict[tuple[str, str], int]:
-        """(destination workload, response code) -> requests, as the data plane counted them;
-        requests it could not route at all count under ("unrouted", reason)."""
+        """(destination workload, response code) -> requests, as the client's proxy (Istio's
+        source reporter) counted them: each request once, "unknown" when no pod answered it.
+        Requests the data plane could not route also count under ("unrouted", reason)."""
         assert self.traffic is not None
         text = httpx.get(self.traffic.metrics_url, timeout=5).text
         counts: dict[tuple[str, str], int] = {}
@@ -88,6 +89,8 @@ class Service:
             if name not in ("istio_requests_total", "lab_unrouted_requests_total"):
                 continue
             labels = dict(re.findall(r'(\w+)="([^"]*)"', rest.rpartition("}")[0]))
+            if labels.get("reporter", "source") != "source":
+                continue  # the destination reporter counts the same requests again
             key = ((labels["destination_workload"], labels["response_code"])
                    if name == "istio_requests_total" else ("unrouted", labels["reason"]))
             counts[key] = counts.get(key, 0) + int(float(rest.rpartition(" ")[2]))

@@ -224,13 +224,15 @@ def test_consistent_hash_keeps_a_user_on_one_pod_and_spreads_users(
 def test_a_hash_cookie_with_a_ttl_is_set_when_missing_and_then_followed(
         planes: list[DataPlane]) -> None:
     pods = {"demo": [cluster_objects.pod("demo-primary", "v1", i) for i in range(4)]}
+    # What the program's DestinationRule says for sessionAffinity {cookieName, maxAge: 1h}.
     cookie = "trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: " \
-             "{name: lab-affinity, ttl: 0s, path: /}}}}"
+             "{name: lab-affinity, ttl: 3600s, path: /}}}}"
     plane = _plane(planes, {"v1": 200}, pods, "http: [{route: [{destination: {host: demo}}]}]",
                    rules=[_rule("demo", cookie)])
     _, headers, _ = plane.handle("GET", "/", {}, None)
     set_cookie = dict(headers)["set-cookie"]
-    assert re.fullmatch(r"lab-affinity=[0-9a-f]{16}; Path=/; HttpOnly", set_cookie)
+    assert re.fullmatch(r'lab-affinity="[0-9a-f]{16}"; Max-Age=3600; Path=/; HttpOnly',
+                        set_cookie)
     sent = {"cookie": "theme=dark; " + set_cookie.split(";")[0]}
     answers = [dict(plane.handle("GET", "/", sent, None)[1]) for _ in range(10)]
     assert len({a["x-lab-pod"] for a in answers}) == 1
@@ -295,3 +297,18 @@ spec: {resourceRef: {kind: Pod}}
     assert "delay" not in next(s for s in stages if s["metadata"]["name"] == "pod-delete")["spec"]
     instant = yaml.safe_load_all(kwok_stages(upstream, 0))
     assert next(iter(instant))["spec"]["delay"]["jitterDurationMilliseconds"] == 0
+
+
+def test_what_a_virtual_service_asks_that_the_lab_does_not_do_is_named() -> None:
+    from rollout.lab.dataplane.routing import table_from_virtual_service
+
+    table = table_from_virtual_service({"spec": yaml.safe_load("""
+http:
+- name: slow
+  timeout: 2s
+  rewrite: {uri: /v2}
+  route: [{destination: {host: demo-primary}}]
+- route: [{destination: {host: demo-primary}}]
+""")}, APP)
+    assert table.problems == ("VirtualService route 'slow': the lab does not apply rewrite, "
+                              "timeout; it forwards the requests the route takes as sent",)
