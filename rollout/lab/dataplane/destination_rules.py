@@ -144,7 +144,11 @@ class DestinationRules:
                 log.warning("DestinationRule %s: %s already has %s; Istio uses the older one",
                             _name(obj), target.service, by_service[target.service].rule)
                 continue
-            by_service[target.service] = host_policy(obj)
+            try:
+                by_service[target.service] = host_policy(obj)
+            except (AttributeError, TypeError, ValueError) as err:
+                log.error("DestinationRule %s cannot be read (%s: %s): the lab ignores it",
+                          _name(obj), type(err).__name__, err)
         self._by_service = by_service
 
     def policy(self, service: str) -> HostPolicy | None:

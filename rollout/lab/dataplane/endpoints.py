@@ -95,16 +95,28 @@ def endpoints_of_slice(obj: Mapping[str, Any]) -> tuple[Endpoint, ...]:
 
 
 class Endpoints:
-    """What the EndpointSlice and Pod watches say, kept as Services -> ready pods."""
+    """What the Service, EndpointSlice and Pod watches say, kept as Services -> ready pods."""
 
     def __init__(self, on_versions: Callable[[frozenset[str]], None] | None = None) -> None:
         self._lock = threading.Lock()
+        self._services: set[str] = set()
         self._slices: dict[str, tuple[str, tuple[Endpoint, ...]]] = {}  # slice -> service
         self._pods: dict[str, Pod] = {}
         self.on_versions = on_versions
         self._versions: frozenset[str] = frozenset()
 
     # -- fed by the watches ------------------------------------------------------------------
+
+    def set_services(self, items: Iterable[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._services = {_name(obj) for obj in items}
+
+    def service_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            if kind == "DELETED":
+                self._services.discard(_name(obj))
+            else:
+                self._services.add(_name(obj))
 
     def set_slices(self, items: Iterable[Mapping[str, Any]]) -> None:
         with self._lock:
@@ -148,10 +160,9 @@ class Endpoints:
     # -- read by the data plane --------------------------------------------------------------
 
     def knows(self, service: str) -> bool:
-        """Whether the Service exists: the EndpointSlice controller gives every Service with a
-        selector at least one slice, if an empty one."""
+        """Whether the Service exists (with or without ready pods)."""
         with self._lock:
-            return any(s == service for s, _ in self._slices.values())
+            return service in self._services
 
     def ready(self, service: str, labels: Mapping[str, str] | None = None) -> list[Pod]:
         """The Service's ready pods (only those with `labels`, for a subset), by name."""
@@ -164,6 +175,8 @@ class Endpoints:
     def summary(self) -> dict[str, list[dict[str, Any]]]:
         with self._lock:
             out: dict[str, list[dict[str, Any]]] = {}
+            for service in sorted(self._services):
+                out[service] = []
             for service, endpoints in sorted(self._slices.values()):
                 for e in endpoints:
                     pod = self._pods.get(e.pod)

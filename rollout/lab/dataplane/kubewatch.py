@@ -1,4 +1,4 @@
-"""Watches the route object, EndpointSlices, Pods and DestinationRules on the API server."""
+"""Watches the route object, Services, EndpointSlices, Pods and DestinationRules."""
 
 from __future__ import annotations
 
@@ -132,6 +132,8 @@ def run_watches(plane: DataPlane, kubeconfig: Path, stop: threading.Event) -> No
     route = RouteWatch(api(), plane.router, ns, plane.app, plane.apply_object)
     watches: list[RouteWatch | NamespaceWatch] = [
         route,
+        NamespaceWatch(client.CoreV1Api(api()).list_namespaced_service, ns, "services",
+                       plane.endpoints.set_services, plane.endpoints.service_event),
         NamespaceWatch(client.CoreV1Api(api()).list_namespaced_pod, ns, "pods",
                        plane.endpoints.set_pods, plane.endpoints.pod_event),
         NamespaceWatch(client.DiscoveryV1Api(api()).list_namespaced_endpoint_slice, ns,

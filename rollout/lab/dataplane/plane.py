@@ -70,7 +70,12 @@ class DataPlane:
         self._said: set[str] = set()
 
     def apply_object(self, obj: Mapping[str, Any] | None) -> None:
-        table = table_from_object(self.router, obj, self.app)
+        try:
+            table = table_from_object(self.router, obj, self.app)
+        except (AttributeError, TypeError, ValueError, KeyError) as err:
+            log.error("the route object cannot be read (%s: %s): the data plane keeps routing "
+                      "by the one before", type(err).__name__, err)
+            return
         self.set_table(table)
 
     def set_table(self, table: RoutingTable) -> None:

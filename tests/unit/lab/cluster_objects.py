@@ -60,9 +60,22 @@ def endpoint_slice(service: str, pods: list[dict[str, Any]], *,
     }
 
 
-def services(*workloads: tuple[str, str | None]) -> tuple[list[dict[str, Any]],
-                                                           list[dict[str, Any]]]:
-    """Pods and slices for Deployments named like their Services, one pod each at `version`."""
-    pods = [pod(workload, version) for workload, version in workloads]
-    return pods, [endpoint_slice(p["metadata"]["labels"]["app.kubernetes.io/instance"], [p])
-                  for p in pods]
+def service(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "shop"},
+            "spec": {"selector": {"app.kubernetes.io/instance": name},
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+
+
+def feed(plane: Any, pods: dict[str, list[dict[str, Any]]],
+         terminating: frozenset[str] = frozenset()) -> None:
+    """What the Service, Pod and EndpointSlice watches hand the data plane: each Service's
+    pods (a Service with none has an empty slice, as the controller keeps it)."""
+    plane.endpoints.set_services([service(name) for name in pods])
+    plane.endpoints.set_pods([p for group in pods.values() for p in group])
+    plane.endpoints.set_slices([endpoint_slice(name, group, terminating=terminating)
+                                for name, group in pods.items()])
+
+
+def services(plane: Any, *workloads: tuple[str, str | None]) -> None:
+    """Services named like their Deployments, one ready pod each at `version`."""
+    feed(plane, {workload: [pod(workload, version)] for workload, version in workloads})

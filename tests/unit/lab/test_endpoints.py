@@ -61,9 +61,7 @@ def _plane(planes: list[DataPlane], answers: dict[str, int | None],
            router: str = "istio", rules: list[dict[str, Any]] | None = None) -> DataPlane:
     plane = DataPlane(APP, "shop", router, backends=_Backends(answers))
     planes.append(plane)
-    plane.endpoints.set_pods([p for group in pods.values() for p in group])
-    plane.endpoints.set_slices([cluster_objects.endpoint_slice(s, group)
-                                for s, group in pods.items()])
+    cluster_objects.feed(plane, pods)
     plane.rules.set_all(rules or [])
     if spec is not None:
         plane.apply_object({"metadata": {"generation": 1}, "spec": yaml.safe_load(spec)})
@@ -312,3 +310,21 @@ http:
 """)}, APP)
     assert table.problems == ("VirtualService route 'slow': the lab does not apply rewrite, "
                               "timeout; it forwards the requests the route takes as sent",)
+
+
+def test_nonsense_objects_are_logged_and_change_nothing(
+        planes: list[DataPlane], caplog: pytest.LogCaptureFixture) -> None:
+    pods = {"demo": [cluster_objects.pod("demo-primary", "v1")]}
+    plane = _plane(planes, {"v1": 200}, pods, TO_CANARY.replace("demo-canary", "demo"))
+    before = plane.table
+    with caplog.at_level("ERROR", logger="dataplane"):
+        plane.apply_object({"spec": {"http": [{"route": [
+            {"destination": {"host": "demo"}, "weight": "lots"},
+            {"destination": {"host": "demo"}, "weight": 1}]}]}})
+        plane.rules.set_all([_rule("demo", "trafficPolicy: {loadBalancer: {consistentHash: "
+                                   "{httpCookie: oops}}}")])
+    assert plane.table is before
+    assert plane.rules.policy("demo") is None
+    assert "the route object cannot be read" in caplog.text
+    assert "DestinationRule demo cannot be read" in caplog.text
+    assert plane.handle("GET", "/", {}, None)[0] == 200

@@ -203,9 +203,8 @@ def _assert_served(case: Case, namespace: str) -> None:
         names = sorted(key.split("/", 1)[1] for key in _services(case)
                        if key.startswith(f"{namespace}/"))
         pods = [cluster_objects.pod(name, "v1", i) for i, name in enumerate(names)]
-        plane.endpoints.set_pods(pods)
-        plane.endpoints.set_slices([cluster_objects.endpoint_slice(name, [pod])
-                                    for name, pod in zip(names, pods, strict=True)])
+        cluster_objects.feed(plane, {name: [pod] for name, pod in zip(names, pods,
+                                                                       strict=True)})
         plane.apply_object(obj)
         headers = {k.lower(): str(v) for k, v in (case.request.get("headers") or {}).items()}
         if "host" in case.request:

@@ -49,9 +49,7 @@ SERVICES = ("demo", "demo-primary", "demo-canary", "demo-a", "demo-b", "demo-c",
 
 def with_services(plane: DataPlane, *names: str) -> DataPlane:
     """Gives each Service (named like its Deployment) one ready pod running v1."""
-    pods, slices = cluster_objects.services(*((n, "v1") for n in names or SERVICES))
-    plane.endpoints.set_pods(pods)
-    plane.endpoints.set_slices(slices)
+    cluster_objects.services(plane, *((n, "v1") for n in names or SERVICES))
     return plane
 
 

@@ -273,22 +273,13 @@ def _get(port: int, headers: dict[str, str] | None = None) -> tuple[int, str, st
     return resp.status, version, resp.getheader("x-lab-destination") or ""
 
 
-def _publish(dp: DataPlane, pods: dict[str, list[dict[str, Any]]],
-             terminating: frozenset[str] = frozenset()) -> None:
-    """What the Pod and EndpointSlice watches would hand the data plane: each Service's pods."""
-    dp.endpoints.set_pods([pod for group in pods.values() for pod in group])
-    dp.endpoints.set_slices([cluster_objects.endpoint_slice(service, group,
-                                                            terminating=terminating)
-                             for service, group in pods.items()])
-
-
 def test_proxy_routes_rolls_pods_without_a_gap_and_counts(
         plane: tuple[DataPlane, int]) -> None:
     dp, port = plane
     assert _get(port)[0] == 503  # no Service yet
     primary = [cluster_objects.pod("demo-primary", "v1")]
     canary_v2 = [cluster_objects.pod("demo-canary", "v2")]
-    _publish(dp, {"demo-primary": primary, "demo-canary": canary_v2})
+    cluster_objects.feed(dp, {"demo-primary": primary, "demo-canary": canary_v2})
     dp.apply_object({"spec": virtual_service_spec(_settings(canaryWeight=50, canaryVersion="v2",
                                                             match=AB_RULES))})
     assert _get(port, {"cookie": "canary=always"})[1:] == ("v2", "demo-canary")
@@ -309,16 +300,16 @@ def test_proxy_routes_rolls_pods_without_a_gap_and_counts(
     # A rolling update of the canary to v1, as the Deployment controller makes it: the new
     # pod starts unready, becomes ready, then the old one terminates and goes.
     new = cluster_objects.pod("demo-canary", "v1", 1, ready=False)
-    _publish(dp, {"demo-primary": primary, "demo-canary": [*canary_v2, new]})
+    cluster_objects.feed(dp, {"demo-primary": primary, "demo-canary": [*canary_v2, new]})
     time.sleep(0.1)
     assert {v for _, v, _ in results} == {"v2"}, "an unready pod takes no traffic"
     new = cluster_objects.pod("demo-canary", "v1", 1)
-    _publish(dp, {"demo-primary": primary, "demo-canary": [*canary_v2, new]})
+    cluster_objects.feed(dp, {"demo-primary": primary, "demo-canary": [*canary_v2, new]})
     time.sleep(0.2)
-    _publish(dp, {"demo-primary": primary, "demo-canary": [*canary_v2, new]},
+    cluster_objects.feed(dp, {"demo-primary": primary, "demo-canary": [*canary_v2, new]},
              terminating=frozenset({canary_v2[0]["metadata"]["name"]}))
     time.sleep(0.1)
-    _publish(dp, {"demo-primary": primary, "demo-canary": [new]})
+    cluster_objects.feed(dp, {"demo-primary": primary, "demo-canary": [new]})
     time.sleep(0.1)
     stop.set()
     asker.join()
@@ -326,7 +317,7 @@ def test_proxy_routes_rolls_pods_without_a_gap_and_counts(
     assert {v for _, v, _ in results} == {"v2", "v1"}
     assert results[-1][1] == "v1"
 
-    _publish(dp, {"demo-primary": primary, "demo-canary": []})
+    cluster_objects.feed(dp, {"demo-primary": primary, "demo-canary": []})
     assert _get(port)[0] == 503  # the canary Service has no ready pod
     process = dp.backends.current("v1")
     assert process is not None
@@ -431,6 +422,7 @@ def test_traffic_that_never_started_reports_stopped(tmp_path: Path) -> None:
 VS_PATH = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices"
 POD_PATH = "/api/v1/namespaces/shop/pods"
 SLICE_PATH = "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices"
+SERVICE_PATH = "/api/v1/namespaces/shop/services"
 DR_PATH = "/apis/networking.istio.io/v1/namespaces/shop/destinationrules"
 
 
@@ -444,7 +436,7 @@ class FakeKube(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _FakeKubeHandler)
         self.rv = 0
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
-            path: {} for path in (VS_PATH, POD_PATH, SLICE_PATH, DR_PATH)}
+            path: {} for path in (VS_PATH, SERVICE_PATH, POD_PATH, SLICE_PATH, DR_PATH)}
         self.events: list[tuple[int, str, str, dict[str, Any]]] = []
         self.changed = threading.Condition()
         self.watches = 0
@@ -545,6 +537,8 @@ def _roll(kube: FakeKube, workload: str, version: str | None, replicas: int = 1)
     pods = [cluster_objects.pod(workload, version, i) for i in range(replicas)]
     for pod in pods:
         kube.put(POD_PATH, pod)
+    if workload not in kube.objects[SERVICE_PATH]:
+        kube.put(SERVICE_PATH, cluster_objects.service(workload))
     kube.put(SLICE_PATH, cluster_objects.endpoint_slice(workload, pods))
 
 
