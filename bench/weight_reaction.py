@@ -42,6 +42,13 @@ def _deployment(name: str) -> dict[str, Any]:
     }
 
 
+def _service(name: str) -> dict[str, Any]:
+    """The Service the data plane sends a destination's requests to (its ready pods)."""
+    return {"metadata": {"name": name},
+            "spec": {"selector": {"app.kubernetes.io/instance": name},
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+
+
 def _routes(canary: int) -> list[dict[str, Any]]:
     return [{"name": "primary", "route": [
         {"destination": {"host": f"{APP}-primary"}, "weight": 100 - canary},
@@ -75,6 +82,7 @@ def measure(lab: Lab, changes: int, rps: float, seed: int) -> dict[str, list[flo
         for track in ("primary", "canary"):
             client.AppsV1Api(api).create_namespaced_deployment(
                 namespace, _deployment(f"{APP}-{track}"))
+            client.CoreV1Api(api).create_namespaced_service(namespace, _service(f"{APP}-{track}"))
         objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "VirtualService",
             "metadata": {"name": APP}, "spec": {"hosts": [APP], "http": _routes(0)}})
