@@ -112,8 +112,9 @@ class DataPlane:
             else:
                 outcome = self._send(destination, route.retries, request, target, body,
                                      client, source)
-            if route.mirror and random.random() * 100 < route.mirror_percent:
-                self._mirror(route.mirror, request, target, body, client)
+            for mirror in route.mirrors:
+                if random.random() * 100 < mirror.percent:
+                    self._mirror(mirror.destination, request, target, body, client)
         pod = outcome.pod
         self.telemetry.record(
             SOURCE, service=outcome.service, workload=pod.workload if pod else UNKNOWN,

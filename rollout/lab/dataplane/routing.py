@@ -30,6 +30,14 @@ class Destination:
     invalid: str | None = None
 
 
+@dataclass(frozen=True)
+class Mirror:
+    """A copy of some of a route's requests, sent to another destination without waiting."""
+
+    destination: Destination
+    percent: float = 100.0
+
+
 # Envoy's retry_on conditions the lab can tell apart, and the codes each retries on.
 _RETRY_ON_CODES = {"5xx": frozenset(range(500, 600)), "gateway-error": frozenset({502, 503, 504}),
                    "retriable-status-codes": frozenset({503})}
@@ -68,13 +76,12 @@ def istio_retries(spec: Any) -> RetryPolicy:
 @dataclass(frozen=True)
 class Route:
     """A route: any one of `matches` selects it (none: every request); its destinations by
-    weight, and the Service its traffic is mirrored to."""
+    weight, and where copies of its requests go."""
 
     name: str
     matches: tuple[Match, ...]
     destinations: tuple[Destination, ...]
-    mirror: Destination | None = None
-    mirror_percent: float = 0.0
+    mirrors: tuple[Mirror, ...] = ()
     retries: RetryPolicy = RetryPolicy()
 
     @property
@@ -148,8 +155,8 @@ class RoutingTable:
             "precedence": self.precedence, "problems": list(self.problems),
             "routes": [
                 {"name": r.name, "destinations": {_label(d): d.weight for d in r.destinations},
-                 "mirror": _label(r.mirror) if r.mirror else None,
-                 "mirror_percent": r.mirror_percent,
+                 "mirrors": [{"destination": _label(m.destination), "percent": m.percent}
+                             for m in r.mirrors],
                  "matches": [m.as_dict() for m in r.matches]}
                 for r in self.routes
             ],
@@ -203,14 +210,11 @@ def table_from_virtual_service(vs: Mapping[str, Any] | None, app: str) -> Routin
                               100 if single else int(d.get("weight", 0)))
             for d in dests
         )
-        mirror = entry.get("mirror")
-        percent = float((entry.get("mirrorPercentage") or {}).get("value", 100.0))
         routes.append(Route(
             name=entry.get("name") or f"http-{i}",
             matches=tuple(istio_match(m) for m in entry.get("match") or []),
             destinations=destinations,
-            mirror=istio_destination(mirror, 0) if mirror and mirror.get("host") else None,
-            mirror_percent=percent if mirror else 0.0,
+            mirrors=_istio_mirrors(entry),
             retries=istio_retries(entry.get("retries")),
         ))
     return RoutingTable(tuple(routes), "VirtualService", _generation(vs), FIRST_MATCH,
@@ -221,17 +225,11 @@ def table_from_http_route(route: Mapping[str, Any] | None, app: str) -> RoutingT
     if route is None:
         return default_table(app)
     routes = []
-    mirror_problems = []
+    not_applied = []
     for i, rule in enumerate(route.get("spec", {}).get("rules") or []):
         name = str(rule.get("name") or f"rule-{i}")
         destinations = tuple(backend_ref(ref) for ref in rule.get("backendRefs") or [])
         filters = rule.get("filters") or []
-        mirror, percent = _gateway_mirror(filters)
-        mirrors = sum(1 for f in filters if f.get("type") == "RequestMirror")
-        if mirrors > 1:
-            # The API mirrors to each (HTTPRouteRequestMultipleMirrors); a route has one mirror.
-            mirror_problems.append(f"HTTPRoute route {name!r} has {mirrors} RequestMirror "
-                                   "filters: the lab mirrors to the first only")
         ignored = sorted({f"filter {f.get('type')}" for f in filters
                           if f.get("type") != "RequestMirror"}
                          | {f"backendRef {ref.get('name')} filters"
@@ -239,18 +237,19 @@ def table_from_http_route(route: Mapping[str, Any] | None, app: str) -> RoutingT
                          | {key for key in ("timeouts", "retry", "sessionPersistence")
                             if rule.get(key)})
         if ignored:
-            mirror_problems.append(_not_applied("HTTPRoute", name, ignored))
+            not_applied.append(_not_applied("HTTPRoute", name, ignored))
         routes.append(Route(
             name=name,
             # A rule without matches has the CRD's default one, PathPrefix "/" (ranked with it).
             matches=tuple(gateway_match(m)
                           for m in rule.get("matches") or [DEFAULT_GATEWAY_MATCH]),
             destinations=destinations,
-            mirror=mirror,
-            mirror_percent=percent,
+            # Each RequestMirror filter sends its own copy (HTTPRouteRequestMultipleMirrors).
+            mirrors=tuple(_gateway_mirror(f) for f in filters
+                          if f.get("type") == "RequestMirror"),
         ))
     return RoutingTable(tuple(routes), "HTTPRoute", _generation(route), GATEWAY_PRECEDENCE,
-                        (*_problems("HTTPRoute", routes), *mirror_problems))
+                        (*_problems("HTTPRoute", routes), *not_applied))
 
 
 # What an Istio HTTP route can ask that the lab's proxy does not do (retries it does).
@@ -289,19 +288,31 @@ def backend_ref(ref: Mapping[str, Any], weight: int | None = None) -> Destinatio
     return Destination(name, weight, namespace)
 
 
-def _gateway_mirror(filters: Iterable[Mapping[str, Any]]) -> tuple[Destination | None, float]:
-    for f in filters:
-        if f.get("type") != "RequestMirror":
-            continue
-        spec = f.get("requestMirror") or {}
-        target = backend_ref(spec.get("backendRef") or {}, 0)
-        if "percent" in spec:
-            return target, float(spec["percent"])
-        fraction = spec.get("fraction")
-        if fraction:
-            return target, 100.0 * fraction["numerator"] / fraction.get("denominator", 100)
-        return target, 100.0
-    return None, 0.0
+def _istio_mirrors(entry: Mapping[str, Any]) -> tuple[Mirror, ...]:
+    """`mirror` with `mirrorPercentage`, and each of `mirrors` (Istio 1.18+) with its own
+    `percentage`; no percentage: every request."""
+    found = []
+    mirror = entry.get("mirror")
+    if mirror and mirror.get("host"):
+        percent = (entry.get("mirrorPercentage") or {}).get("value", 100.0)
+        found.append(Mirror(istio_destination(mirror, 0), float(percent)))
+    for policy in entry.get("mirrors") or []:
+        target = policy.get("destination") or {}
+        if target.get("host"):
+            percent = (policy.get("percentage") or {}).get("value", 100.0)
+            found.append(Mirror(istio_destination(target, 0), float(percent)))
+    return tuple(found)
+
+
+def _gateway_mirror(spec_filter: Mapping[str, Any]) -> Mirror:
+    spec = spec_filter.get("requestMirror") or {}
+    target = backend_ref(spec.get("backendRef") or {}, 0)
+    if "percent" in spec:
+        return Mirror(target, float(spec["percent"]))
+    fraction = spec.get("fraction")
+    if fraction:
+        return Mirror(target, 100.0 * fraction["numerator"] / fraction.get("denominator", 100))
+    return Mirror(target)
 
 
 def _generation(obj: Mapping[str, Any]) -> int:

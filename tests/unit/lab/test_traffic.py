@@ -27,6 +27,7 @@ from rollout.lab.dataplane.endpoints import declared_version
 from rollout.lab.dataplane.plane import DataPlane
 from rollout.lab.dataplane.routing import (
     Destination,
+    Mirror,
     table_from_http_route,
     table_from_virtual_service,
 )
@@ -180,13 +181,18 @@ def test_mirroring_and_fqdn_hosts() -> None:
         "mirror": {"host": "demo-canary"}, "mirrorPercentage": {"value": 25.0}}]}}
     route = table_from_virtual_service(vs, APP).weighted_route()
     assert route is not None
-    assert (route.mirror, route.mirror_percent) == (Destination("demo-canary", 0), 25.0)
+    assert route.mirrors == (Mirror(Destination("demo-canary", 0), 25.0),)
     assert route.destinations == (Destination("demo-primary", 100, "shop"),
                                   Destination("demo-canary", 0, "shop"))
     spec = http_route_spec(_settings(router="gateway-api", mirror=True, mirrorWeight=40))
     gw = table_from_http_route({"spec": spec}, APP).weighted_route()
-    assert gw is not None and (gw.mirror, gw.mirror_percent) == (
-        Destination("demo-canary", 0), 40.0)
+    assert gw is not None and gw.mirrors == (Mirror(Destination("demo-canary", 0), 40.0),)
+    several = table_from_virtual_service({"spec": {"http": [{"route": [
+        {"destination": {"host": "demo-primary"}}],
+        "mirrors": [{"destination": {"host": "demo-canary"}, "percentage": {"value": 5}},
+                    {"destination": {"host": "demo-b"}}]}]}}, APP).routes[0]
+    assert several.mirrors == (Mirror(Destination("demo-canary", 0), 5.0),
+                               Mirror(Destination("demo-b", 0), 100.0))
 
 
 def test_a_pods_version_comes_from_its_labels_env_or_image_tag() -> None:
