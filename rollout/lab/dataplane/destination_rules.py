@@ -68,6 +68,26 @@ def _seconds(duration: str) -> int:
         return 0
 
 
+# loadBalancer.simple: what the lab does for each. LEAST_CONN is the deprecated name of
+# LEAST_REQUEST; PASSTHROUGH (to the caller's original address) has no meaning here.
+BALANCERS = {"LEAST_REQUEST": "LEAST_REQUEST", "LEAST_CONN": "LEAST_REQUEST",
+             "ROUND_ROBIN": "ROUND_ROBIN", "RANDOM": "RANDOM", "UNSPECIFIED": "LEAST_REQUEST"}
+# Istio's default since 1.14 (istio/istio#37220).
+DEFAULT_BALANCER = "LEAST_REQUEST"
+
+
+def _balancer(traffic_policy: Any) -> str | None:
+    if not isinstance(traffic_policy, Mapping):
+        return None
+    simple = (traffic_policy.get("loadBalancer") or {}).get("simple")
+    if simple is None:
+        return None
+    if simple not in BALANCERS:
+        raise ValueError(f"loadBalancer.simple {simple!r} is none the lab knows "
+                         f"({', '.join(sorted(BALANCERS))})")
+    return BALANCERS[str(simple)]
+
+
 def _hash_policy(traffic_policy: Any) -> HashPolicy | None:
     if not isinstance(traffic_policy, Mapping):
         return None
@@ -86,6 +106,7 @@ def _hash_policy(traffic_policy: Any) -> HashPolicy | None:
 class Subset:
     labels: Mapping[str, str]
     hash: HashPolicy | None  # the subset's own trafficPolicy, else the rule's
+    balancer: str = DEFAULT_BALANCER
 
 
 @dataclass(frozen=True)
@@ -95,18 +116,22 @@ class HostPolicy:
     rule: str
     hash: HashPolicy | None
     subsets: Mapping[str, Subset]
+    balancer: str = DEFAULT_BALANCER
 
 
 def host_policy(obj: Mapping[str, Any]) -> HostPolicy:
     spec = obj.get("spec") or {}
     top = _hash_policy(spec.get("trafficPolicy"))
+    balancer = _balancer(spec.get("trafficPolicy")) or DEFAULT_BALANCER
     subsets = {}
     for entry in spec.get("subsets") or []:
         if isinstance(entry, Mapping) and entry.get("name"):
             labels = {str(k): str(v) for k, v in (entry.get("labels") or {}).items()}
+            policy = entry.get("trafficPolicy")
             subsets[str(entry["name"])] = Subset(
-                labels, _hash_policy(entry.get("trafficPolicy")) or top)
-    return HostPolicy(str((obj.get("metadata") or {}).get("name", "")), top, subsets)
+                labels, _hash_policy(policy) or top, _balancer(policy) or balancer)
+    return HostPolicy(str((obj.get("metadata") or {}).get("name", "")), top, subsets,
+                      balancer)
 
 
 class DestinationRules:

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollout.lab.dataplane.backends import Backends
-from rollout.lab.dataplane.destination_rules import DestinationRules, HashPolicy
+from rollout.lab.dataplane.destination_rules import (
+    DEFAULT_BALANCER,
+    DestinationRules,
+    HashPolicy,
+)
 from rollout.lab.dataplane.endpoints import Endpoints, Pod, hash_pick
 from rollout.lab.dataplane.matching import Request, split_target
 from rollout.lab.dataplane.routing import (
@@ -68,6 +72,9 @@ class DataPlane:
         self._mirrors = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mirror")
         self._mirror_slots = threading.BoundedSemaphore(32)
         self._said: set[str] = set()
+        self._active: dict[str, int] = {}  # requests in flight per pod, for LEAST_REQUEST
+        self._turns: dict[str, int] = {}  # per Service, for ROUND_ROBIN
+        self._balance_lock = threading.Lock()
 
     def apply_object(self, obj: Mapping[str, Any] | None) -> None:
         try:
@@ -138,6 +145,7 @@ class DataPlane:
         policy = self.rules.policy(service) if self.router == "istio" else None
         labels: Mapping[str, str] | None = None
         hashing: HashPolicy | None = policy.hash if policy else None
+        balancer = policy.balancer if policy else DEFAULT_BALANCER
         if destination.subset:
             subset = policy.subsets.get(destination.subset) if policy else None
             if subset is None:
@@ -146,7 +154,7 @@ class DataPlane:
                           "DestinationRule defines it): its requests get a 503")
                 self.telemetry.unrouted("no_subset", f"{service}/{destination.subset}")
                 return _Outcome(503, [], b"no cluster for the subset\n", "NC", service=service)
-            labels, hashing = subset.labels, subset.hash
+            labels, hashing, balancer = subset.labels, subset.hash, subset.balancer
         # A ready pod with no demo app listening for it (its version's process is starting, or
         # is one the demo app refuses) is what a failing readiness probe would keep out.
         pods = [p for p in self.endpoints.ready(service, labels) if self._serves(p)]
@@ -161,7 +169,8 @@ class DataPlane:
         for attempt in range(tries):
             # Istio's retries prefer hosts not tried yet (the previous_hosts predicate).
             fresh = [p for p in pods if p.name not in tried] or pods
-            pod = hash_pick(fresh, key) if key is not None else random.choice(fresh)
+            pod = hash_pick(fresh, key) if key is not None else self._balance(
+                fresh, service, balancer)
             tried.append(pod.name)
             outcome = self._attempt(pod, service, request, target, body, source, shadow)
             last = attempt == tries - 1
@@ -176,6 +185,20 @@ class DataPlane:
             outcome.flags = "UF,URX"
         outcome.extra_headers = extra
         return outcome
+
+    def _balance(self, pods: list[Pod], service: str, balancer: str) -> Pod:
+        """Envoy's pick among a cluster's hosts: LEAST_REQUEST takes the one of two random
+        hosts with fewer requests in flight (choice_count 2), ROUND_ROBIN the next in turn."""
+        if len(pods) == 1 or balancer == "RANDOM":
+            return random.choice(pods)
+        with self._balance_lock:
+            if balancer == "ROUND_ROBIN":
+                turn = self._turns.get(service, 0)
+                self._turns[service] = turn + 1
+                return pods[turn % len(pods)]
+            first, second = random.sample(pods, 2)
+            active = self._active
+            return second if active.get(second.name, 0) < active.get(first.name, 0) else first
 
     def _serves(self, pod: Pod) -> bool:
         return pod.version is not None and self.backends.current(pod.version) is not None
@@ -213,11 +236,19 @@ class DataPlane:
         # Istio's destination proxy times a request from its arrival there: routing on the
         # way (the client side) is not in the destination's latency.
         started = time.perf_counter()
+        with self._balance_lock:
+            self._active[pod.name] = self._active.get(pod.name, 0) + 1
         try:
             status, headers, data = backend.forward(request.method, target, upstream, body)
         except (http.client.HTTPException, OSError) as err:
             log.warning("%s (%s %s): %s", pod.name, pod.workload, pod.version, err)
             return _Outcome(503, [], b"upstream connect error\n", "UF", service=service)
+        finally:
+            with self._balance_lock:
+                if self._active[pod.name] > 1:
+                    self._active[pod.name] -= 1
+                else:
+                    del self._active[pod.name]  # pods come and go: keep only busy ones
         self.telemetry.record(
             DESTINATION, service=service, workload=pod.workload, version=backend.version,
             code=status, duration_ms=(time.perf_counter() - started) * 1000, source=source)

@@ -5,6 +5,7 @@ both reporters' telemetry."""
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -328,3 +329,66 @@ def test_nonsense_objects_are_logged_and_change_nothing(
     assert "the route object cannot be read" in caplog.text
     assert "DestinationRule demo cannot be read" in caplog.text
     assert plane.handle("GET", "/", {}, None)[0] == 200
+
+
+class _Held(_Answer):
+    """A demo app whose answers wait until released."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(version, 200)
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def forward(self, method: str, path: str, headers: Any,
+                body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+        self.entered.release()
+        self.release.wait(10)
+        return super().forward(method, path, headers, body)
+
+
+def test_least_request_by_default_sends_work_away_from_a_busy_pod(
+        planes: list[DataPlane]) -> None:
+    pods = {"demo": [cluster_objects.pod("demo-primary", "slow", 0),
+                     cluster_objects.pod("demo-primary", "v1", 1)]}
+    plane = _plane(planes, {"v1": 200}, pods, "http: [{route: [{destination: {host: demo}}]}]")
+    held = _Held("slow")
+    plane.backends.answers["slow"] = held  # type: ignore[attr-defined]
+    busy = []
+    for _ in range(20):  # until one request is held on the slow pod
+        thread = threading.Thread(target=plane.handle, args=("GET", "/", {}, None))
+        thread.start()
+        busy.append(thread)
+        if held.entered.acquire(timeout=0.2):
+            break
+    try:
+        answered = [dict(plane.handle("GET", "/", {}, None)[1])["x-lab-pod"]
+                    for _ in range(30)]
+        assert set(answered) == {pods["demo"][1]["metadata"]["name"]}, \
+            "every pick of the two compared their requests in flight"
+    finally:
+        held.release.set()
+        for thread in busy:
+            thread.join()
+
+
+@pytest.mark.parametrize(("simple", "spread"), [("ROUND_ROBIN", {10}), ("RANDOM", None)])
+def test_a_destination_rule_can_ask_for_round_robin_or_random(
+        planes: list[DataPlane], simple: str, spread: set[int] | None) -> None:
+    pods = {"demo": [cluster_objects.pod("demo-primary", "v1", i) for i in range(3)]}
+    rule = _rule("demo", f"trafficPolicy: {{loadBalancer: {{simple: {simple}}}}}")
+    plane = _plane(planes, {"v1": 200}, pods, "http: [{route: [{destination: {host: demo}}]}]",
+                   rules=[rule])
+    answered = Counter(dict(plane.handle("GET", "/", {}, None)[1])["x-lab-pod"]
+                       for _ in range(30))
+    assert len(answered) == 3
+    if spread is not None:
+        assert set(answered.values()) == spread
+
+
+def test_an_unknown_balancer_makes_the_rule_unreadable(
+        planes: list[DataPlane], caplog: pytest.LogCaptureFixture) -> None:
+    plane = _plane(planes, {"v1": 200}, {"demo": [cluster_objects.pod("demo-primary", "v1")]})
+    with caplog.at_level("ERROR", logger="dataplane"):
+        plane.rules.set_all([_rule("demo", "trafficPolicy: {loadBalancer: {simple: FASTEST}}")])
+    assert plane.rules.policy("demo") is None
+    assert "loadBalancer.simple 'FASTEST' is none the lab knows" in caplog.text
