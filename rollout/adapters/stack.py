@@ -32,9 +32,10 @@ from pulumi import automation as auto
 from rollout.adapters.processes import alive
 from rollout.adapters.pulumi_command import SessionCommand
 from rollout.adapters.stackfile import StackFile
+from rollout.core import stack_resources
 from rollout.core.errors import InvalidInput, StackError, StackLocked
 from rollout.core.stack_data import ConfigEntry, UpSummary
-from rollout.core.stackconfig import COMPONENT_TYPE, validate_stack_name
+from rollout.core.stackconfig import validate_stack_name
 
 # Steps that change nothing: after an update that started only these, running it again is safe.
 _NO_CHANGE_OPS = {"same", "read", "refresh"}
@@ -282,54 +283,10 @@ class StackAdapter:
         return self._exported
 
     def service_targets(self, service: str, *, types: set[str] | None = None) -> list[str]:
-        resources = self._resources()
-        component = _component(resources, service)
-        if component is None:
-            return []
-        # Every resource under the component: a target of a component alone leaves out its
-        # children, so they are named one by one.
-        children: dict[str, list[dict[str, Any]]] = {}
-        for resource in resources:
-            children.setdefault(resource.get("parent", ""), []).append(resource)
-        found = [] if types is not None else [component["urn"]]
-        pending = [component["urn"]]
-        while pending:
-            for child in children.get(pending.pop(), []):
-                pending.append(child["urn"])
-                if types is None or child.get("type") in types:
-                    found.append(child["urn"])
-        return found
+        return stack_resources.service_targets(self._resources(), service, types)
 
     def deployed_services(self) -> dict[str, dict[str, Any]]:
-        """Each deployed canary service's registered outputs, by service name, with the
-        image its primary Deployment runs according to the state (`stableImage`)."""
-        resources = self._resources()
-        found = {}
-        for component in (r for r in resources if r.get("type") == COMPONENT_TYPE):
-            outputs = dict(component.get("outputs") or {})
-            primary = f"::{outputs.get('primaryDeployment')}"
-            for child in resources:
-                if (child.get("parent") == component["urn"]
-                        and child.get("type") == "kubernetes:apps/v1:Deployment"
-                        and str(child.get("urn", "")).endswith(primary)):
-                    outputs["stableImage"] = _image(child)
-            found[str(component["urn"]).rsplit("::", 1)[-1]] = outputs
-        return found
-
-
-def _image(deployment: dict[str, Any]) -> str | None:
-    try:
-        return str(deployment["outputs"]["spec"]["template"]["spec"]["containers"][0]["image"])
-    except (KeyError, IndexError, TypeError):
-        return None
-
-
-def _component(resources: list[dict[str, Any]], service: str) -> dict[str, Any] | None:
-    for resource in resources:
-        if (resource.get("type") == COMPONENT_TYPE
-                and str(resource.get("urn", "")).rsplit("::", 1)[-1] == service):
-            return resource
-    return None
+        return stack_resources.deployed_services(self._resources())
 
 
 class _StepRecorder:

@@ -5,7 +5,8 @@ revert, history right, the exit code from the README's table, and the primary an
 every request it got while it happened.
 
 The tests take turns on one deployed service (deploying one and waiting for its telemetry
-costs about 30 s); each leaves it idle. The one that stops the API server runs last."""
+costs about 30 s); each leaves it idle. The one that stops the API server runs last. One holds
+the unit tests' fake stack to the real state the driver scopes its updates by."""
 
 from __future__ import annotations
 
@@ -36,12 +37,14 @@ from rollout.adapters.stack import stack_file_values
 from rollout.adapters.stackfile import StackFile
 from rollout.app.board import Board
 from rollout.core.errors import InvalidInput
+from rollout.core.routers import WEIGHT_STEP_TYPES
 from rollout.core.state import Phase, RolloutState
 from rollout.lab.lab import Lab
 from rollout.web.server import Dashboard
 from tests.browser import canary_weight, chromium, rows, text, wait_for
 from tests.lab.support.project import PREFIX, make_project, rollouts
 from tests.lab.support.service import FAST_POLICY, Service
+from tests.unit.fakes import FakeStack
 
 State = dict[str, Any]
 
@@ -127,6 +130,28 @@ def test_the_sequential_judge_catches_v3(service: Service) -> None:
     assert bad.outcome == "rolled-back", bad.reason
     assert bad.state.judge_state, "the sequential evidence is journaled between looks"
     assert "5xx responses" in bad.reason and "evidence" in bad.reason
+
+
+def test_the_unit_tests_fake_stack_reads_the_state_as_the_real_adapter_does(
+        service: Service) -> None:
+    """The contract of tests/unit/fakes.FakeStack: for the same stack, project and settings,
+    its state is the real one's, and the driver's scopes and the API's deployed services read
+    from it are the same (in any order: Pulumi lists resources as their steps end)."""
+    real = service.rollouts.adapter
+    fake = FakeStack(entries=real.config(), stack_name=service.stack, project=real.project_name)
+    assert sorted(fake.service_targets("demo")) == sorted(real.service_targets("demo"))
+    assert sorted(fake.service_targets("demo", types=WEIGHT_STEP_TYPES)) == sorted(
+        real.service_targets("demo", types=WEIGHT_STEP_TYPES))
+    assert fake.service_targets("payments") == real.service_targets("payments") == []
+    assert fake.deployed_services() == real.deployed_services()
+    exported = real.stack().export_stack().deployment["resources"]
+
+    def shape(resources: list[State]) -> set[tuple[str, str, str | None, bool]]:
+        return {(r["urn"], r["type"], r.get("parent"), r["custom"]) for r in resources}
+
+    assert shape(fake.resources) == shape(exported)
+    top = next(r for r in exported if r["type"] == "pulumi:pulumi:Stack")
+    assert fake.outputs() == top["outputs"]
 
 
 def test_a_rollout_of_a_missing_stack_fails_and_creates_nothing(lab: Lab, tmp_path: Path) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollout.core.errors import StackError
+from rollout.core import stack_resources
+from rollout.core.errors import SettingsError, StackError
 from rollout.core.ports import AnalysisContext, LiveView, StepVerdict
 from rollout.core.stack_data import ConfigEntry, UpSummary
+from tests.unit.fake_state import STACK_TYPE, after_up, program_state, stack_resource
 
 PROJECT = "demo"
 
@@ -20,22 +22,37 @@ def base_config() -> dict[str, ConfigEntry]:
         f"{PROJECT}:image": ConfigEntry("registry.local/demo"),
         f"{PROJECT}:stableVersion": ConfigEntry("v1"),
         f"{PROJECT}:replicas": ConfigEntry("2"),
-        f"{PROJECT}:dbPassword": ConfigEntry("s3cret", secret=True),
+        # A secret the program takes (it reads every key of the service's namespace).
+        f"{PROJECT}:env": ConfigEntry('{"DB_PASSWORD": "s3cret"}', secret=True),
     }
 
 
 @dataclass
 class FakeStack:
-    """Config plus the 'cluster': the config as of the last successful up."""
+    """Config plus the 'cluster': the config as of the last successful up (`applied`), and
+    Pulumi's state as the project's program leaves it (`resources`, as `pulumi stack export`
+    lists them), read by the same functions as the real adapter's.
+
+    Deployed at construction unless `deployed=False`: then the state holds only the stack
+    until the first successful up. An up the program would refuse (bad settings) fails as
+    the real one does, and an up with targets changes only the targeted resources."""
 
     entries: dict[str, ConfigEntry] = field(default_factory=base_config)
     applied: dict[str, str] = field(default_factory=dict)
     ups: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0
     fail_when: Callable[[dict[str, str], int], BaseException | None] | None = None
+    stack_name: str = "lab"
+    project: str = "canary-service"
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    deployed: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
-        self.applied = self.plain()
+    def __post_init__(self, deployed: bool) -> None:
+        if deployed:
+            self.applied = self.plain()
+            self.resources = program_state(self.stack_name, self.project, self.entries)
+        else:
+            self.resources = [stack_resource(self.stack_name, self.project)]
 
     def plain(self) -> dict[str, str]:
         return {k.split(":", 1)[1]: e.value for k, e in self.entries.items()}
@@ -71,23 +88,27 @@ class FakeStack:
         self.attempts += 1
         if self.fail_when and (err := self.fail_when(config, self.attempts - 1)):
             raise err
+        try:
+            declared = program_state(self.stack_name, self.project, self.entries)
+        except SettingsError as err:
+            # The program refuses it before declaring anything: no step has started.
+            raise StackError(f"pulumi failed on stack {self.stack_name}: {err}",
+                             changed=False) from err
+        self.resources = after_up(self.resources, declared, targets)
         self.ups.append({"config": config, "targets": targets, "message": message})
         self.applied = config
         return UpSummary("succeeded", {"update": 1}, 0.25 if targets else 1.0)
 
     def outputs(self) -> dict[str, Any]:
-        return {}
+        top = next(r for r in self.resources if r["type"] == STACK_TYPE)
+        return dict(top["outputs"])
 
     def service_targets(self, service: str, *, types: set[str] | None = None) -> list[str]:
         self.scope_reads = getattr(self, "scope_reads", 0) + 1
-        component = "canary:index:CanaryService"
-        if types is None:
-            return [f"urn:pulumi:lab::canary-service::{component}::{service}"]
-        return [f"urn:pulumi:lab::canary-service::{component}$kubernetes:networking.istio.io/v1:"
-                f"VirtualService::{service}"]
+        return stack_resources.service_targets(self.resources, service, types)
 
     def deployed_services(self) -> dict[str, dict[str, Any]]:
-        return {"demo": {"codeSettings": {}}}
+        return stack_resources.deployed_services(self.resources)
 
     def cancel(self) -> None:
         self.cancelled = getattr(self, "cancelled", 0) + 1
@@ -136,6 +157,8 @@ class FakeReadback:
     stack: FakeStack
 
     def live(self) -> LiveView:
+        if not self.stack.applied:  # never deployed: no objects, as the real readback finds
+            return LiveView(None, None, None, None)
         weight = int(self.stack.applied.get("canaryWeight", "0"))
         return LiveView(100 - weight, weight, self.stack.applied["stableVersion"],
                         int(self.stack.applied.get("canaryReplicas", "0")))

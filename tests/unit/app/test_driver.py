@@ -65,11 +65,31 @@ def test_a_good_release_walks_every_step_and_is_promoted(tmp_path: Path) -> None
     assert all(target.endswith("VirtualService::demo") for target in stack.ups[1]["targets"])
     # Every other update is scoped to the service's component (children included): another
     # service or resource of the stack is never part of the rollout.
-    assert stack.ups[0]["targets"] == [
-        "urn:pulumi:lab::canary-service::canary:index:CanaryService::demo"]
+    component = "urn:pulumi:lab::canary-service::canary:index:CanaryService"
+    assert stack.ups[0]["targets"][0] == f"{component}::demo"
+    assert sorted(t.removeprefix(f"{component}$") for t in stack.ups[0]["targets"][1:]) == [
+        "kubernetes:apps/v1:Deployment::demo-canary", "kubernetes:apps/v1:Deployment::demo-primary",
+        "kubernetes:core/v1:Service::demo", "kubernetes:core/v1:Service::demo-canary",
+        "kubernetes:core/v1:Service::demo-primary",
+        "kubernetes:networking.istio.io/v1:DestinationRule::demo-canary",
+        "kubernetes:networking.istio.io/v1:DestinationRule::demo-primary",
+        "kubernetes:networking.istio.io/v1:VirtualService::demo"]
     assert all(up["targets"] for up in stack.ups)
     assert stack.scope_reads == 2, "the state is read once per kind of step, not per update"
     assert journal.history()[-1].outcome is Outcome.PROMOTED
+
+
+def test_a_service_not_deployed_yet_gets_a_whole_up_first_then_targeted_ones(
+        tmp_path: Path) -> None:
+    # Nothing in the state to scope the first update to; once it has run, there is.
+    driver, stack, _, _ = make(tmp_path, stack=FakeStack(deployed=False))
+    assert stack.service_targets("demo") == [] and stack.deployed_services() == {}
+    state = driver.run("v2")
+    assert state.outcome is Outcome.PROMOTED
+    assert stack.ups[0]["targets"] is None
+    assert all(up["targets"] for up in stack.ups[1:])
+    assert stack.ups[-1]["targets"] == stack.service_targets("demo")
+    assert stack.deployed_services()["demo"]["stableImage"] == "registry.local/demo:v2"
 
 
 def test_a_failing_metric_reverts_the_stack_exactly(tmp_path: Path) -> None:

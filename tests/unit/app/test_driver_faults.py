@@ -85,8 +85,8 @@ def test_a_revert_keeps_config_people_changed_during_the_rollout_and_says_so(
     holder: dict[str, FakeStack] = {}
 
     def edit(n: int) -> None:
-        if n == 0:  # a person scales the primary and adds a key while the canary is at 20%
-            holder["s"].set_config({REPLICAS: "3", _key("owner"): "team-a"})
+        if n == 0:  # a person scales the primary and adds a setting while the canary is at 20%
+            holder["s"].set_config({REPLICAS: "3", _key("readinessPath"): "/ready"})
 
     analysis = ScriptedAnalysis([False, False], before=edit)
     driver, stack, _, journal = make(tmp_path, analysis=analysis)
@@ -96,10 +96,10 @@ def test_a_revert_keeps_config_people_changed_during_the_rollout_and_says_so(
     state = driver.run("v3")
     assert state.outcome is Outcome.ROLLED_BACK
     assert stack.entries == {**base_config(), REPLICAS: ConfigEntry("3"),
-                             _key("owner"): ConfigEntry("team-a")}
+                             _key("readinessPath"): ConfigEntry("/ready")}
     assert stack.applied.get("canaryWeight", "0") == "0" and stack.applied["stableVersion"] == "v1"
     kept = [e for e in journal.history()[-1].events if "kept config" in e["message"]]
-    assert kept and kept[0]["kept"] == [_key("owner"), REPLICAS]
+    assert kept and kept[0]["kept"] == [_key("readinessPath"), REPLICAS]
     assert any("kept config changed during the rollout" in m for m in messages)
 
 
