@@ -14,6 +14,9 @@ from rollout.core.stack_data import ConfigEntry, UpSummary
 from tests.unit.fake_state import STACK_TYPE, after_up, program_state, stack_resource
 
 PROJECT = "demo"
+# What the fake stack's one secret config value holds: no credential, a marker that tests look
+# for in journals and output (it must never appear there).
+SECRET_MARKER = "marker-of-a-secret-value"
 
 
 def base_config() -> dict[str, ConfigEntry]:
@@ -23,7 +26,7 @@ def base_config() -> dict[str, ConfigEntry]:
         f"{PROJECT}:stableVersion": ConfigEntry("v1"),
         f"{PROJECT}:replicas": ConfigEntry("2"),
         # A secret the program takes (it reads every key of the service's namespace).
-        f"{PROJECT}:env": ConfigEntry('{"DB_PASSWORD": "s3cret"}', secret=True),
+        f"{PROJECT}:env": ConfigEntry(f'{{"SESSION_SALT": "{SECRET_MARKER}"}}', secret=True),
     }
 
 

@@ -20,6 +20,7 @@ from rollout.core.stackconfig import Keys
 from rollout.core.state import Outcome, Phase
 from tests.unit.fakes import (
     PROJECT,
+    SECRET_MARKER,
     FailingUp,
     FakeClock,
     FakeReadback,
@@ -387,8 +388,8 @@ def test_a_revert_that_does_not_restore_live_weights_is_an_error(tmp_path: Path)
 def test_the_journal_never_holds_secret_values(tmp_path: Path) -> None:
     driver, _, _, journal = make(tmp_path)
     driver.run("v2")
-    assert "s3cret" not in journal.path.read_text()
-    assert "s3cret" not in journal.history_path.read_text()
+    assert SECRET_MARKER not in journal.path.read_text()
+    assert SECRET_MARKER not in journal.history_path.read_text()
 
 
 def test_a_stale_pulumi_lock_is_cleared_and_the_step_retried(tmp_path: Path) -> None:

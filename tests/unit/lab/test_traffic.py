@@ -471,7 +471,7 @@ class FakeKube(ThreadingHTTPServer):
         path.write_text(json.dumps({
             "apiVersion": "v1", "kind": "Config", "current-context": "fake",
             "clusters": [{"name": "fake", "cluster": {"server": server}}],
-            "users": [{"name": "fake", "user": {"token": "fake"}}],
+            "users": [{"name": "fake", "user": {}}],  # it asks for no credentials
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
         }))
         return path

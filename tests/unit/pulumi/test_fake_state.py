@@ -17,7 +17,7 @@ from rollout.core.stack_data import ConfigEntry
 from rollout.core.stackconfig import COMPONENT_TYPE
 from rollout.pulumi import component, program
 from tests.unit.fake_state import PROVIDER_TYPE, STACK_TYPE, program_state
-from tests.unit.fakes import base_config
+from tests.unit.fakes import SECRET_MARKER, base_config
 
 STACK, PROJECT = "unit", "canary-service"
 
@@ -86,7 +86,7 @@ def test_the_fake_state_holds_what_the_program_declares(
 
 
 @pytest.mark.parametrize("entries", [
-    {**base_config(), "demo:dbPassword": ConfigEntry("s3cret", secret=True)},
+    {**base_config(), "demo:sessionSalt": ConfigEntry(SECRET_MARKER, secret=True)},
     {**_config("checkout", **BASE, app="shop"), **_config("cart", **BASE, app="shop")},
 ], ids=["a key that is no setting", "two services owning one app"])
 def test_config_the_program_refuses_the_fake_refuses(
