@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -17,8 +18,10 @@ from kubernetes.client.exceptions import ApiException
 from rollout.analysis.templates import SUCCESS_RATE, render
 from rollout.lab import kube
 from rollout.lab.components import POD_READY_DELAY_ANNOTATION
+from rollout.lab.dataplane.endpoints import Endpoints
 from rollout.lab.lab import Lab
 from rollout.lab.traffic import Traffic
+from tests.unit.lab import cluster_objects
 
 APP = "web"
 ISTIO = ("networking.istio.io", "v1", "virtualservices")
@@ -243,3 +246,41 @@ def test_a_rolling_update_moves_traffic_through_ready_pods_only(
         assert {p["version"] for p in pods if p["serving"]} == {"v2"}
     finally:
         traffic.stop()
+
+
+def _endpoints_read(feed: Callable[[Endpoints], None]) -> list[tuple[str, bool, str, str]]:
+    """What the data plane's endpoint model makes of some objects, pod names aside."""
+    endpoints = Endpoints()
+    feed(endpoints)
+    return sorted((service, e["ready"], e["workload"], e["version"])
+                  for service, found in endpoints.summary().items() for e in found)
+
+
+def test_the_unit_tests_pods_and_slices_read_as_the_real_ones(
+        cluster: tuple[client.ApiClient, str]) -> None:
+    """The contract of tests/unit/lab/cluster_objects: the Services, Pods and EndpointSlices
+    the real controllers and kwok write read, in the data plane's model, exactly as the
+    unit tests' hand-made ones for the same Deployments do."""
+    api, namespace = cluster
+    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+
+    def real(endpoints: Endpoints) -> None:
+        def plain(items: Any) -> list[dict[str, Any]]:
+            return list(api.sanitize_for_serialization(items))
+
+        endpoints.set_services(plain(core.list_namespaced_service(namespace).items))
+        endpoints.set_pods(plain(core.list_namespaced_pod(namespace).items))
+        endpoints.set_slices(plain(
+            discovery.list_namespaced_endpoint_slice(namespace).items))
+
+    primary = [cluster_objects.pod(f"{APP}-primary", "v1", i) for i in range(2)]
+    canary = [cluster_objects.pod(f"{APP}-canary", "v2")]
+
+    def fake(endpoints: Endpoints) -> None:
+        cluster_objects.feed(SimpleNamespace(endpoints=endpoints), {
+            APP: [*primary, *canary], f"{APP}-primary": primary, f"{APP}-canary": canary})
+
+    expected = _endpoints_read(fake)
+    assert len(expected) == 6 and all(ready for _, ready, _, _ in expected)
+    _eventually(lambda: _endpoints_read(real) == expected, 20,
+                f"the real objects to read as {expected}")

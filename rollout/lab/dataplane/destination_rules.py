@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.core.durations import parse_duration
 from rollout.lab.dataplane.matching import Request
 from rollout.lab.dataplane.routing import istio_destination
 
@@ -21,7 +22,8 @@ class HashPolicy:
 
     header: str | None = None  # httpHeaderName
     cookie: str | None = None  # httpCookie.name
-    cookie_ttl: str | None = None  # with a ttl, Envoy sets the cookie when the request has none
+    # Seconds; with a ttl, Envoy sets the cookie when the request has none (0: for the session).
+    cookie_ttl: int | None = None
     cookie_path: str | None = None
     query: str | None = None  # httpQueryParameterName
     source_ip: bool = False  # useSourceIp
@@ -39,9 +41,8 @@ class HashPolicy:
             if value is None and self.cookie_ttl is not None:
                 # Envoy generates the cookie as its Http::Utility::makeSetCookieValue writes it.
                 value = f'"{secrets.token_hex(8)}"'
-                max_age = _seconds(self.cookie_ttl)
                 return value, (f"{self.cookie}={value}"
-                               + (f"; Max-Age={max_age}" if max_age else "")
+                               + (f"; Max-Age={self.cookie_ttl}" if self.cookie_ttl else "")
                                + (f"; Path={self.cookie_path}" if self.cookie_path else "")
                                + "; HttpOnly")
             return value, None
@@ -54,18 +55,6 @@ def _cookie(header: str, name: str) -> str | None:
         if sep and key == name:
             return value
     return None
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-def _seconds(duration: str) -> int:
-    """A ttl such as "3600s" or "1h" in whole seconds (0 when unreadable: a session cookie)."""
-    text = duration.strip()
-    try:
-        return int(float(text[:-1]) * _UNITS[text[-1]]) if text else 0
-    except (KeyError, ValueError):
-        return 0
 
 
 # loadBalancer.simple: what the lab does for each. LEAST_CONN is the deprecated name of
@@ -96,7 +85,9 @@ def _hash_policy(traffic_policy: Any) -> HashPolicy | None:
         return None
     cookie = spec.get("httpCookie") or {}
     return HashPolicy(header=spec.get("httpHeaderName"), cookie=cookie.get("name"),
-                      cookie_ttl=None if cookie.get("ttl") is None else str(cookie["ttl"]),
+                      # The project's duration grammar; one outside it: an unreadable rule.
+                      cookie_ttl=None if cookie.get("ttl") is None
+                      else round(parse_duration(str(cookie["ttl"]))),
                       cookie_path=cookie.get("path"),
                       query=spec.get("httpQueryParameterName"),
                       source_ip=bool(spec.get("useSourceIp")))

@@ -392,3 +392,13 @@ def test_an_unknown_balancer_makes_the_rule_unreadable(
         plane.rules.set_all([_rule("demo", "trafficPolicy: {loadBalancer: {simple: FASTEST}}")])
     assert plane.rules.policy("demo") is None
     assert "loadBalancer.simple 'FASTEST' is none the lab knows" in caplog.text
+
+
+def test_a_cookie_ttl_outside_the_duration_grammar_makes_the_rule_unreadable(
+        planes: list[DataPlane], caplog: pytest.LogCaptureFixture) -> None:
+    plane = _plane(planes, {"v1": 200}, {"demo": [cluster_objects.pod("demo-primary", "v1")]})
+    with caplog.at_level("ERROR", logger="dataplane"):
+        plane.rules.set_all([_rule("demo", "trafficPolicy: {loadBalancer: {consistentHash: "
+                                   "{httpCookie: {name: c, ttl: soon}}}}")])
+    assert plane.rules.policy("demo") is None
+    assert "'soon' is not a duration" in caplog.text
