@@ -166,23 +166,20 @@ class DataPlane:
         tries = 1 if shadow else 1 + max(retries.attempts, 0)
         tried: list[str] = []
         outcome = _Outcome(503, [], b"", "UF", service=service)
-        for attempt in range(tries):
+        for _ in range(tries):
             # Istio's retries prefer hosts not tried yet (the previous_hosts predicate).
             fresh = [p for p in pods if p.name not in tried] or pods
             pod = hash_pick(fresh, key) if key is not None else self._balance(
                 fresh, service, balancer)
             tried.append(pod.name)
             outcome = self._attempt(pod, service, request, target, body, source, shadow)
-            last = attempt == tries - 1
-            if outcome.flags == "UF":
-                if last or not retries.on_connect_failure():
-                    break
-            elif last or not retries.on_status(outcome.status):
-                if last and attempt and retries.on_status(outcome.status):
-                    outcome.flags = "URX"  # the retry limit was reached on a retriable answer
+            connect_failed = outcome.flags == "UF"
+            if not (retries.on_connect_failure() if connect_failed
+                    else retries.on_status(outcome.status)):
                 break
-        if outcome.flags == "UF" and len(tried) > 1:
-            outcome.flags = "UF,URX"
+        else:
+            if tries > 1:  # every try failed as the policy retries: the retry limit was reached
+                outcome.flags = "UF,URX" if outcome.flags == "UF" else "URX"
         outcome.extra_headers = extra
         return outcome
 
